@@ -1,0 +1,207 @@
+"""Answer-leakage gates for evidence patches (pure functions).
+
+A patch must never reveal the gold answer y (paper Sec. 3.2, App. A.2, Tables 1
+and 6). These rule-based gates run on every patch before it reaches a student;
+a patch that trips one is dropped (or regenerated) by the caller and counted.
+They check the free-text fields only (guidance and temporal markers): error
+types are a closed vocabulary, and key frames / regions are pointers the patch
+is meant to carry.
+
+Gates, in order (the first hit is reported):
+1. answer phrases: "the answer is", "correct option", "answer: ..." (any gold);
+2. option letters (multiple choice): the gold letter in an option context
+   ("option B", "answer is B", "(B)", "B)"), then any other option letter in
+   such a context (ruling options out leaks by elimination);
+3. gold text: the gold option's text (multiple choice) or the gold answer
+   (OCR / free-form), as a whole word when it is one word, else by rapidfuzz
+   partial ratio >= `FUZZY_THRESHOLD` on normalised text;
+4. gold numbers: any number in the gold text (digits or number words, e.g. "3"
+   or "three"), compared by value. Numbers that are frame references ("frame
+   15", "frames [13, 17]") are exempt: patches are meant to carry them.
+
+Known limits (documented, not hidden): paraphrases of the gold text are not
+caught (the teacher's negative prompt and blind-test rule handle those); one-word
+yes/no/true/false golds are not text-matched (too common in normal guidance);
+a patch field shorter than a long free-form gold is not fuzzy-matched.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Optional, Sequence
+
+from rapidfuzz import fuzz
+
+from ffr.patch import EvidencePatch
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_TYPES = ("multiple choice", "numerical", "OCR", "free-form", "regression")
+FUZZY_THRESHOLD = 90.0
+# One-word golds that appear in ordinary guidance; matching them would drop good patches.
+_GENERIC_WORDS = {"yes", "no", "true", "false", "none"}
+_ARTICLES = {"a", "an", "the"}
+
+_ANSWER_PHRASE = re.compile(
+    r"\b(?:the|correct|right|final|true)\s+(?:answer|option|choice)\s+(?:is|was|should\s+be|would\s+be|must\s+be|=)"
+    r"|\bcorrect\s+(?:answer|option|choice)\b|\banswer\s*[:=]",
+    re.IGNORECASE)
+_LETTER_KEYWORD = r"(?i:options?|choices?|answers?|letters?|alternatives?)"
+_LETTER_REF = [
+    re.compile(_LETTER_KEYWORD + r"\s*(?:(?i:is|was)\s+|[:=#-]\s*)?\(?([A-Z])\)?(?![\w])"),
+    re.compile(r"\(([A-Z])\)"),
+    re.compile(r"(?<![\w(])([A-Z])\)"),
+]
+_OPTION = re.compile(r"^\s*\(?([A-Z])\s*[.):]\s*(.*)$", re.DOTALL)
+_GOLD_LETTER = re.compile(r"^\(?([A-Za-z])\)?(?:[.):]|\s|$)")
+_FRAME_REF = re.compile(
+    r"\b(?:key\s+)?frames?\b(?:\s*(?:range|indices|index|numbers?|#))?\s*[\[(]?\s*\d+"
+    r"(?:\s*(?:[-\u2013\u2014,]|to|and|through)\s*\d+)*\s*[\])]?",
+    re.IGNORECASE)
+_DIGITS = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?!\d)")
+_UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+          "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+         "ninety": 90}
+_WORD_VALUES = {w: float(i) for i, w in enumerate(_UNITS)} | {w: float(v) for w, v in _TENS.items()}
+_WORD_VALUES["dozen"] = 12.0
+_NUMBER_WORD = re.compile(
+    r"\b(" + "|".join(_TENS) + r")(?:[\s-](" + "|".join(_UNITS[1:10]) + r"))?\b"
+    r"|\b(" + "|".join(_UNITS + ["dozen"]) + r")\b",
+    re.IGNORECASE)
+
+
+def _normalize(text: str) -> str:
+    """Lowercase, punctuation to spaces, single spaces."""
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
+
+
+def extract_numbers(text: str) -> list[float]:
+    """Numbers written as digits ("3", "12.5", "1,000") or words ("three", "twenty-one", "dozen")."""
+    values = [float(m.group(1).replace(",", "")) for m in _DIGITS.finditer(text)]
+    for m in _NUMBER_WORD.finditer(text):
+        if m.group(1):
+            values.append(_WORD_VALUES[m.group(1).lower()] + (_WORD_VALUES[m.group(2).lower()] if m.group(2) else 0))
+        else:
+            values.append(_WORD_VALUES[m.group(3).lower()])
+    return values
+
+
+def parse_options(options: Sequence[str]) -> dict[str, str]:
+    """["A. red", "B. blue"] -> {"A": "red", "B": "blue"}; raises ValueError naming the bad entry."""
+    parsed = {}
+    for k, option in enumerate(options):
+        m = _OPTION.match(option)
+        if not m:
+            raise ValueError(f"options[{k}]: expected 'L. text', got {option!r}")
+        parsed[m.group(1)] = m.group(2).strip()
+    return parsed
+
+
+def _gold_letter(gold_answer: str) -> str:
+    m = _GOLD_LETTER.match(gold_answer.strip())
+    if not m:
+        raise ValueError(f"gold_answer: expected an option letter for a multiple-choice item, got {gold_answer!r}")
+    return m.group(1).upper()
+
+
+def _answer_phrase(text: str) -> Optional[str]:
+    m = _ANSWER_PHRASE.search(text)
+    return f"states the answer ({m.group(0)!r})" if m else None
+
+
+def _letter_leak(text: str, gold_letter: str, letters: set[str]) -> Optional[str]:
+    found = [(m.group(1), m.group(0)) for pattern in _LETTER_REF for m in pattern.finditer(text)]
+    found = [(letter, phrase) for letter, phrase in found if letter in letters]
+    for letter, phrase in found:
+        if letter == gold_letter:
+            return f"names the gold option letter {letter} ({phrase!r})"
+    if found:
+        letter, phrase = found[0]
+        return f"refers to option letter {letter} ({phrase!r}), which rules options in or out"
+    return None
+
+
+def _text_leak(gold_text: str, text: str, threshold: float) -> Optional[str]:
+    words = _normalize(gold_text).split()
+    while words and words[0] in _ARTICLES:
+        words = words[1:]
+    gold = " ".join(words)
+    if not gold or gold in _GENERIC_WORDS or all(w.isdigit() for w in words):
+        return None  # numeric golds are the number gate's job
+    target = _normalize(text)
+    if len(words) == 1:
+        if re.search(rf"\b{re.escape(gold)}(?:s|es)?\b", target):
+            return f"names the gold answer text {gold_text!r}"
+        return None
+    if len(target) < len(gold):
+        return None
+    score = fuzz.partial_ratio(gold, target)
+    if score >= threshold:
+        return f"contains the gold answer text {gold_text!r} (fuzzy score {score:.0f})"
+    return None
+
+
+def _number_leak(gold_text: str, text: str) -> Optional[str]:
+    gold_values = {abs(v) for v in extract_numbers(gold_text)}
+    if not gold_values:
+        return None
+    for value in extract_numbers(_FRAME_REF.sub(" ", text)):
+        for gold in gold_values:
+            if abs(value - gold) <= 1e-9 * max(1.0, gold):
+                return f"states the gold number {gold:g}"
+    return None
+
+
+def text_leaks(text: str, gold_answer: str, options: Sequence[str], problem_type: str,
+               fuzzy_threshold: float = FUZZY_THRESHOLD) -> Optional[str]:
+    """Reason why one piece of patch text leaks the gold answer, or None. Arguments as in `patch_leaks`."""
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"problem_type: must be one of {list(PROBLEM_TYPES)}, got {problem_type!r}")
+    if not isinstance(gold_answer, str) or not gold_answer.strip():
+        raise ValueError("gold_answer: must be a non-empty string")
+    if "<answer>" in gold_answer:
+        raise ValueError("gold_answer: pass the extracted answer (r1v.answers.extract_answer), not the "
+                         f"tagged solution {gold_answer!r}")
+    reason = _answer_phrase(text)
+    if reason:
+        return reason
+    gold_text = gold_answer.strip()
+    if problem_type == "multiple choice":
+        letter = _gold_letter(gold_answer)
+        parsed = parse_options(options)
+        if parsed and letter not in parsed:
+            raise ValueError(f"gold_answer: letter {letter} is not among the options {list(parsed)}")
+        reason = _letter_leak(text, letter, set(parsed) or set("ABCDEFGHIJ"))
+        if reason:
+            return reason
+        gold_text = parsed.get(letter, "")
+    if problem_type not in ("numerical", "regression") and gold_text:
+        reason = _text_leak(gold_text, text, fuzzy_threshold)
+        if reason:
+            return reason
+    return _number_leak(gold_text, text) if gold_text else None
+
+
+def patch_text_fields(patch: EvidencePatch) -> list[tuple[str, str]]:
+    """(field name, text) of every free-text field of a patch, guidance first."""
+    fields = [("guidance", patch.guidance)]
+    fields += [(f"temporal_markers[{k}]", m) for k, m in enumerate(patch.temporal_markers)]
+    return fields
+
+
+def patch_leaks(patch: EvidencePatch, gold_answer: str, options: Sequence[str], problem_type: str,
+                fuzzy_threshold: float = FUZZY_THRESHOLD) -> Optional[str]:
+    """Why `patch` leaks the gold answer ("<field>: <reason>"), or None when it passes every gate.
+
+    gold_answer: the extracted gold answer (an option letter such as "B" for
+    multiple choice, "3" / "12.5" for numerical, text otherwise), never the tagged
+    solution. options: ["A. text", ...], may be empty. problem_type: one of
+    `PROBLEM_TYPES`. Raises ValueError on malformed arguments.
+    """
+    for name, text in patch_text_fields(patch):
+        reason = text_leaks(text, gold_answer, options, problem_type, fuzzy_threshold)
+        if reason:
+            logger.debug("patch leak in %s: %s", name, reason)
+            return f"{name}: {reason}"
+    return None

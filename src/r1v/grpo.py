@@ -1,0 +1,93 @@
+"""Entry point: ``python -m r1v.grpo [--config run.yaml] [--flag value ...]`` trains a student with GRPO.
+
+Flags are the fields of ``GRPOScriptArguments``, ``GRPOConfig`` (TrainingArguments + GRPO)
+and ``ModelConfig``; a YAML file given with ``--config`` supplies defaults that later
+flags override. The resolved config and git commit go to ``output_dir/run_config.json``.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Optional
+
+from r1v.config import GRPOConfig, GRPOScriptArguments, ModelConfig, parse_config, write_run_config
+from r1v.data import load_mixture, load_records
+from r1v.vision import VisionConfig
+
+logger = logging.getLogger("r1v.grpo")
+
+
+def vision_config_from(script_args: GRPOScriptArguments) -> VisionConfig:
+    """The one frame-sampling policy, built from the run's flags."""
+    return VisionConfig(
+        fps=script_args.fps, min_frames=script_args.min_frames, max_frames=script_args.max_frames,
+        video_min_pixels=script_args.video_min_pixels, video_max_pixels=script_args.video_max_pixels,
+        image_min_pixels=script_args.min_pixels, image_max_pixels=script_args.max_pixels,
+        backend=script_args.video_backend,
+    )
+
+
+def load_training_records(script_args: GRPOScriptArguments) -> list[dict]:
+    """Records of a Video-R1 JSON/JSONL file or of a YAML mixture (``data_configs/*.yaml``)."""
+    path = script_args.dataset_name
+    if not path:
+        raise ValueError("--dataset_name is required (a Video-R1 JSON/JSONL file or a data_configs/*.yaml mixture)")
+    if path.endswith((".yaml", ".yml")):
+        return load_mixture(path, on_error=script_args.data_on_error)
+    return load_records(path, data_root=script_args.data_root, on_error=script_args.data_on_error)
+
+
+def resume_arg(value: Optional[str]):
+    """``--resume_from_checkpoint true`` resumes from the newest checkpoint in output_dir."""
+    if value is None or str(value).lower() in ("", "false", "none"):
+        return None
+    return True if str(value).lower() in ("true", "latest") else value
+
+
+def build_trainer(script_args, training_args, model_args, trainer_cls=None, extra_kwargs: Optional[dict] = None):
+    """Construct the trainer for a parsed config (``trainer_cls`` lets FFR reuse this)."""
+    from r1v.trainer.grpo_trainer import Qwen2VLGRPOTrainer
+    from r1v.trainer.callbacks import JsonlLogCallback
+
+    trainer_cls = trainer_cls or Qwen2VLGRPOTrainer
+    records = load_training_records(script_args)
+    logger.info("loaded %d training records from %s", len(records), script_args.dataset_name)
+    return trainer_cls(
+        model=model_args.model_name_or_path,
+        reward_funcs=script_args.reward_funcs,
+        args=training_args,
+        train_dataset=records,
+        vision_config=vision_config_from(script_args),
+        reward_weights=script_args.reward_weights,
+        callbacks=[JsonlLogCallback()],
+        torch_dtype=model_args.torch_dtype,
+        attn_implementation=model_args.attn_implementation,
+        freeze_vision_tower=model_args.freeze_vision_tower,
+        **(extra_kwargs or {}),
+    )
+
+
+def run(configs: tuple, trainer_cls=None, extra_kwargs: Optional[dict] = None):
+    """Train with already-parsed dataclasses; returns the trainer (for tests and notebooks)."""
+    script_args, training_args, model_args = configs[:3]
+    logging.basicConfig(
+        level=logging.INFO if training_args.process_index == 0 else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if training_args.process_index == 0:
+        write_run_config(training_args.output_dir, configs)
+    trainer = build_trainer(script_args, training_args, model_args, trainer_cls, extra_kwargs)
+    trainer.train(resume_from_checkpoint=resume_arg(training_args.resume_from_checkpoint))
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(training_args.output_dir)
+    return trainer
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    configs = parse_config((GRPOScriptArguments, GRPOConfig, ModelConfig), argv)
+    run(configs)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,362 @@
+"""``Qwen2VLGRPOTrainer``: R1-V's GRPO trainer for Qwen2.5-VL / Qwen3-VL on video, in named stages.
+
+One optimizer step on a batch of B prompts per device (paper Eq. 1-2, 9-11):
+
+    build_prompts -> generate_completions -> score_completions -> combine_rewards
+    -> compute_advantages -> compute_old_and_ref_logps   (once per generated batch)
+    -> compute_loss                                       (num_iterations times)
+
+A subclass overrides one stage (FFR overrides generation and reward combination).
+Every rank runs the same stages with the same number of ``generate`` calls and
+forwards, which is what keeps DeepSpeed ZeRO-3 from deadlocking.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Any, Callable, Optional, Union
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, Trainer
+
+from r1v import rewards as rewards_module
+from r1v.config import GRPOConfig
+from r1v.inputs import encode_prompts, make_dummy_visual, patch_factor_of, vision_token_ids
+from r1v.prompts import build_prompt_text
+from r1v.rollout import SamplingParams, dummy_generate, generate_rollouts, per_token_logps
+from r1v.trainer.batch import PromptBatch, RolloutBatch
+from r1v.trainer.grpo_math import completion_mask_from_eos, group_advantages, grpo_loss
+from r1v.trainer.utils import (
+    MetricStore, RecordDataset, RepeatBlockSampler, StageTimer, gather_object_list, identity_collator,
+    merge_metric_states, prepare_deepspeed_reference,
+)
+from r1v.vision import VisionConfig, load_image, load_video
+
+logger = logging.getLogger(__name__)
+
+RewardFunc = Callable[..., list[float]]
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
+
+
+def load_student(path: str, torch_dtype: str = "bfloat16", attn_implementation: str = "sdpa") -> PreTrainedModel:
+    """Load a Qwen2.5-VL / Qwen3-VL checkpoint by folder or hub id."""
+    if torch_dtype not in _DTYPES:
+        raise ValueError(f"torch_dtype must be one of {sorted(_DTYPES)}, got {torch_dtype!r}")
+    return AutoModelForImageTextToText.from_pretrained(
+        path, dtype=_DTYPES[torch_dtype], attn_implementation=attn_implementation
+    )
+
+
+class Qwen2VLGRPOTrainer(Trainer):
+    """GRPO for Qwen-VL video students (R1-V semantics, Video-R1 video inputs).
+
+    model: a checkpoint path / hub id, or a loaded model (then ``ref_model`` may be given).
+    reward_funcs: names in ``r1v.rewards.REWARD_FUNCS`` or callables
+        ``fn(completions: list[str], **columns) -> list[float]``; columns are the records'
+        fields, each repeated G times to align with the completions.
+    train_dataset: a list of Video-R1 records (absolute media ``path``) or a map dataset of them.
+    """
+
+    def __init__(
+        self,
+        model: Union[str, PreTrainedModel],
+        reward_funcs: list[Union[str, RewardFunc]],
+        args: GRPOConfig,
+        train_dataset,
+        processing_class=None,
+        ref_model: Optional[PreTrainedModel] = None,
+        vision_config: Optional[VisionConfig] = None,
+        reward_weights: Optional[list[float]] = None,
+        callbacks=None,
+        optimizers=(None, None),
+        torch_dtype: str = "bfloat16",
+        attn_implementation: str = "sdpa",
+        freeze_vision_tower: bool = False,
+    ):
+        model_id = model if isinstance(model, str) else model.config._name_or_path
+        if isinstance(model, str):
+            model = load_student(model, torch_dtype, attn_implementation)
+        if freeze_vision_tower:
+            model.model.visual.requires_grad_(False)
+        if args.gradient_checkpointing:
+            model.config.use_cache = False
+        if processing_class is None:
+            processing_class = AutoProcessor.from_pretrained(model_id)
+        if args.beta != 0.0 and ref_model is None:
+            ref_model = load_student(model_id, torch_dtype, attn_implementation)
+        self.ref_model = ref_model
+        if self.ref_model is not None:
+            self.ref_model.requires_grad_(False)
+
+        self.reward_funcs, self.reward_names = self._resolve_rewards(reward_funcs)
+        weights = reward_weights if reward_weights is not None else [1.0] * len(self.reward_funcs)
+        if len(weights) != len(self.reward_funcs):
+            raise ValueError(f"{len(weights)} reward_weights for {len(self.reward_funcs)} reward_funcs")
+        self.reward_weights = torch.tensor(weights, dtype=torch.float32)
+        self.vision_config = vision_config or VisionConfig()
+        factor = patch_factor_of(processing_class)
+        if self.vision_config.patch_factor != factor:  # 28 for Qwen2.5-VL, 32 for Qwen3-VL: follow the checkpoint
+            self.vision_config = dataclasses.replace(self.vision_config, patch_factor=factor)
+        self.num_generations = args.num_generations
+        if not isinstance(train_dataset, torch.utils.data.Dataset):
+            train_dataset = RecordDataset(train_dataset)
+
+        super().__init__(
+            model=model, args=args, data_collator=identity_collator, train_dataset=train_dataset,
+            processing_class=processing_class, callbacks=callbacks, optimizers=optimizers,
+        )
+        # Our loss is already a mean; the Trainer must not rescale it by token counts.
+        self.model_accepts_loss_kwargs = False
+        if self.ref_model is not None:
+            if self.is_deepspeed_enabled:
+                self.ref_model = prepare_deepspeed_reference(self.ref_model, self.accelerator)
+            else:
+                self.ref_model = self.accelerator.prepare_model(self.ref_model, evaluation_mode=True)
+
+        tokenizer = processing_class.tokenizer
+        self.pad_token_id = tokenizer.pad_token_id
+        self.eos_token_ids = sorted({tokenizer.eos_token_id, *self._generation_eos_ids(model)})
+        self.suppress_ids = vision_token_ids(processing_class)
+        self.sampling = SamplingParams(
+            max_new_tokens=args.max_completion_length, temperature=args.temperature, top_p=args.top_p,
+            top_k=args.top_k, repetition_penalty=args.repetition_penalty, num_return_sequences=args.num_generations,
+        )
+        self.timer = StageTimer()
+        self.metrics = MetricStore()
+        self._buffer: list[Optional[RolloutBatch]] = [None] * args.gradient_accumulation_steps
+        self._micro_step = 0
+        self._last_samples: list[dict] = []
+        self._dummy_inputs: Optional[dict] = None
+
+    # ------------------------------------------------------------------ setup helpers
+    @staticmethod
+    def _resolve_rewards(reward_funcs) -> tuple[list[RewardFunc], list[str]]:
+        funcs, names = [], []
+        for rf in reward_funcs:
+            if isinstance(rf, str):
+                if rf not in rewards_module.REWARD_FUNCS:
+                    raise ValueError(f"unknown reward function {rf!r}; known: {sorted(rewards_module.REWARD_FUNCS)}")
+                funcs.append(rewards_module.REWARD_FUNCS[rf])
+                names.append(rf)
+            else:
+                funcs.append(rf)
+                names.append(getattr(rf, "__name__", f"reward_{len(names)}"))
+        if not funcs:
+            raise ValueError("at least one reward function is required")
+        return funcs, names
+
+    @staticmethod
+    def _generation_eos_ids(model) -> list[int]:
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        if eos is None:
+            return []
+        return [eos] if isinstance(eos, int) else list(eos)
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        block = self.args.per_device_train_batch_size * self.accelerator.num_processes * self.args.gradient_accumulation_steps
+        return RepeatBlockSampler(len(dataset), block, self.args.num_iterations, shuffle=True, seed=self.args.seed)
+
+    # ------------------------------------------------------------------ stage 1: prompts
+    def build_prompts(self, records: list[dict]) -> PromptBatch:
+        """Load each record's visual, render its prompt text and encode all rows in one processor call.
+
+        A record whose media fails to decode is replaced by a tiny dummy visual and marked
+        ``valid=False`` (zero reward and loss), so this rank still makes the same calls as
+        the others; the skip is logged and counted in ``data/skipped_media``.
+        """
+        texts, visuals, meta = [], [], []
+        for rec in records:
+            valid = True
+            try:
+                visual = self._load_visual(rec)
+            except (OSError, ValueError, RuntimeError) as err:
+                logger.warning("skipping media of problem_id=%s (%s): %s", rec.get("problem_id"), rec.get("path"), err)
+                visual, valid = make_dummy_visual(self.vision_config), False
+            texts.append(self.prompt_text(rec))
+            visuals.append(visual)
+            timestamps = list(getattr(visual, "timestamps", []) or [])
+            meta.append({"record": rec, "prompt_text": texts[-1], "visual": visual, "timestamps": timestamps, "valid": valid})
+        self.metrics.add("data/skipped_media", sum(not m["valid"] for m in meta))
+        return self.encode(texts, visuals, meta)
+
+    def prompt_text(self, record: dict) -> str:
+        """User text of a record's prompt (Video-R1 reasoning template)."""
+        return build_prompt_text(record)
+
+    def _load_visual(self, rec: dict):
+        if rec.get("data_type", "video") == "image":
+            return load_image(rec["path"], self.vision_config)
+        return load_video(rec["path"], self.vision_config)
+
+    def encode(self, texts: list[str], visuals: list, meta: list[dict], extra_images=None) -> PromptBatch:
+        """Encode prompt rows (one visual each, plus optional extra images) into a PromptBatch on device."""
+        encoded = encode_prompts(self.processing_class, texts, visuals, extra_images=extra_images,
+                                 vision_cfg=self.vision_config)
+        n_extra = [len(x) for x in extra_images] if extra_images else [0] * len(texts)
+        counts = {
+            "video": [0 if _is_image(v) else 1 for v in visuals],
+            "image": [(1 if _is_image(v) else 0) + k for v, k in zip(visuals, n_extra)],
+        }
+        batch = PromptBatch.from_encoded(encoded, counts, meta, self.pad_token_id)
+        limit = self.args.max_prompt_length
+        if limit is not None and batch.input_ids.shape[1] > limit:
+            ids = [m["record"].get("problem_id") for m in meta]
+            raise ValueError(f"prompt of {batch.input_ids.shape[1]} tokens exceeds max_prompt_length={limit} (problem_ids {ids})")
+        return batch.to(self.accelerator.device)
+
+    # ------------------------------------------------------------------ stage 2: generate
+    def generate_completions(self, prompts: PromptBatch) -> RolloutBatch:
+        """G sampled rollouts per prompt; rows of the result are group-major (B*G)."""
+        completion_ids = generate_rollouts(
+            self.model_wrapped, self.accelerator, prompts.model_inputs(), self.sampling, self.pad_token_id,
+            self.eos_token_ids, self.suppress_ids, gather_weights=self.args.ds3_gather_for_generation,
+        )
+        rows = torch.arange(len(prompts)).repeat_interleave(self.num_generations)
+        return self.make_rollouts(prompts.select(rows), completion_ids)
+
+    def make_rollouts(self, prompts: PromptBatch, completion_ids: torch.Tensor) -> RolloutBatch:
+        """Mask each completion after its first EOS, decode it and attach row validity."""
+        mask = completion_mask_from_eos(completion_ids, self.eos_token_ids)
+        valid = torch.tensor([m["valid"] for m in prompts.meta], dtype=torch.bool, device=mask.device)
+        mask = mask * valid.unsqueeze(1).to(mask.dtype)
+        texts = self.processing_class.batch_decode(completion_ids * mask + self.pad_token_id * (1 - mask),
+                                                   skip_special_tokens=True)
+        return RolloutBatch(prompts, completion_ids, mask, texts, valid=valid)
+
+    def run_dummy_generate(self) -> None:
+        """Match another rank's extra ``generate`` call without producing rollouts (ZeRO-3 rule)."""
+        if self._dummy_inputs is None:
+            dummy = make_dummy_visual(self.vision_config)
+            meta = [{"record": {"problem_id": "dummy"}, "valid": False}]
+            self._dummy_inputs = self.encode(["."], [dummy], meta).model_inputs()
+        dummy_generate(self.model_wrapped, self.accelerator, self._dummy_inputs, self.pad_token_id,
+                       self.eos_token_ids, self.suppress_ids, gather_weights=self.args.ds3_gather_for_generation)
+
+    # ------------------------------------------------------------------ stage 3: score
+    def score_completions(self, rollouts: RolloutBatch) -> torch.Tensor:
+        """Rewards (N, F): each reward function on every completion; invalid rows score 0."""
+        records = [m["record"] for m in rollouts.prompts.meta]
+        columns = {k: [r.get(k) for r in records] for k in records[0]} if records else {}
+        out = torch.zeros(len(rollouts.completions_text), len(self.reward_funcs))
+        for j, fn in enumerate(self.reward_funcs):
+            values = fn(rollouts.completions_text, **columns)
+            if len(values) != len(rollouts.completions_text):
+                raise ValueError(f"reward {self.reward_names[j]!r} returned {len(values)} values for "
+                                 f"{len(rollouts.completions_text)} completions")
+            out[:, j] = torch.tensor([float(v) for v in values])
+        out[~rollouts.valid.cpu()] = 0.0
+        return out.to(self.accelerator.device)
+
+    def combine_rewards(self, rollouts: RolloutBatch) -> torch.Tensor:
+        """Scalar reward per rollout (N,): the weighted sum of reward functions (Eq. 1)."""
+        return (rollouts.rewards * self.reward_weights.to(rollouts.rewards.device)).sum(dim=1)
+
+    # ------------------------------------------------------------------ stage 4: advantages
+    def compute_advantages(self, rollouts: RolloutBatch) -> torch.Tensor:
+        """Standardised advantages (N,) of the scalar rewards (Eq. 2 / Eq. 9)."""
+        return group_advantages(rollouts.extras["reward"], self.num_generations, self.args.advantage_scope,
+                                self.args.advantage_eps)
+
+    # ------------------------------------------------------------------ stage 5: log-probs
+    def compute_old_and_ref_logps(self, rollouts: RolloutBatch) -> None:
+        """Store log pi_old (only when num_iterations > 1) and log pi_ref (when beta != 0)."""
+        inputs = rollouts.forward_inputs()
+        with torch.no_grad():
+            if self.args.num_iterations > 1:
+                rollouts.old_per_token_logps = per_token_logps(
+                    self.model_wrapped, inputs, rollouts.completion_ids, self.args.temperature)
+            if self.ref_model is not None:
+                rollouts.ref_per_token_logps = per_token_logps(
+                    self.ref_model, inputs, rollouts.completion_ids, self.args.temperature)
+
+    # ------------------------------------------------------------------ orchestration
+    def generate_and_score(self, records: list[dict]) -> RolloutBatch:
+        """Stages 1-5 for one generated batch."""
+        with self.timer("prompts"):
+            prompts = self.build_prompts(records)
+        with self.timer("generate"):
+            rollouts = self.generate_completions(prompts)
+        with self.timer("score"):
+            if rollouts.rewards is None:
+                rollouts.rewards = self.score_completions(rollouts)
+            rollouts.extras["reward"] = self.combine_rewards(rollouts)
+            rollouts.advantages = self.compute_advantages(rollouts)
+        with self.timer("logps_old_ref"):
+            self.compute_old_and_ref_logps(rollouts)
+        self.record_rollout_metrics(rollouts)
+        return rollouts
+
+    def _prepare_inputs(self, records: list[dict]) -> RolloutBatch:
+        """Generate once per ``num_iterations`` optimizer steps; reuse the stored batch in between."""
+        accum = self.args.gradient_accumulation_steps
+        slot = self._micro_step % accum
+        if not self.model.training:
+            return self.generate_and_score(records)
+        if (self._micro_step // accum) % self.args.num_iterations == 0 or self._buffer[slot] is None:
+            self._buffer[slot] = self.generate_and_score(records)
+        self._micro_step += 1
+        return self._buffer[slot]
+
+    # ------------------------------------------------------------------ stage 6: loss
+    def compute_loss(self, model, inputs: RolloutBatch, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            raise ValueError("Qwen2VLGRPOTrainer.compute_loss does not return model outputs")
+        rollouts = inputs
+        with self.timer("policy_forward"):
+            logps = per_token_logps(model, rollouts.forward_inputs(), rollouts.completion_ids, self.args.temperature)
+            out = grpo_loss(
+                logps, rollouts.old_per_token_logps, rollouts.ref_per_token_logps, rollouts.advantages,
+                rollouts.completion_mask, self.args.beta, self.args.epsilon, self.args.epsilon_high, self.args.loss_type,
+            )
+        if out.kl is not None:
+            self.metrics.add("kl", out.kl.item())
+        self.metrics.add("clip_ratio", out.clip_fraction.item())
+        self.metrics.add("ratio_mean", out.ratio_mean.item())
+        return out.loss
+
+    # ------------------------------------------------------------------ metrics and logs
+    def record_rollout_metrics(self, rollouts: RolloutBatch) -> None:
+        """Rewards per function, reward std, zero-std groups, completion lengths, timings."""
+        g = self.num_generations
+        reward = rollouts.extras["reward"].float()
+        for j, name in enumerate(self.reward_names):
+            self.metrics.add(f"rewards/{name}", rollouts.rewards[:, j].mean().item())
+        group_std = reward.view(-1, g).std(dim=1)
+        self.metrics.add("reward", reward.mean().item())
+        self.metrics.add("reward_std", group_std.mean().item())
+        self.metrics.add("frac_reward_zero_std", (group_std < 1e-6).float().mean().item())
+        lengths = rollouts.completion_mask.sum(dim=1).float()
+        self.metrics.add("completion_length", lengths.mean().item())
+        truncated = (lengths >= rollouts.completion_ids.shape[1]).float()
+        self.metrics.add("completions/truncated_frac", truncated.mean().item())
+        self.metrics.add_many(self.timer.pop())
+        self._last_samples = [
+            {"problem_id": m["record"].get("problem_id"), "prompt": m["prompt_text"], "completion": text,
+             "reward": float(r), **{f"rewards/{n}": float(rollouts.rewards[i, j]) for j, n in enumerate(self.reward_names)}}
+            for i, (m, text, r) in enumerate(zip(rollouts.prompts.meta, rollouts.completions_text, reward.tolist()))
+        ][: self.args.num_completions_to_print]
+
+    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        """Add the stage metrics (averaged over steps and ranks) to the Trainer's logs."""
+        self.metrics.add_many(self.timer.pop())
+        states = gather_object_list(self.accelerator, self.metrics.state())
+        self.metrics.clear()
+        logs = {**logs, **merge_metric_states(states)}
+        if self.args.log_completions and self.accelerator.is_main_process and self._last_samples:
+            self._dump_completions()
+        super().log(logs, start_time)
+
+    def _dump_completions(self) -> None:
+        folder = os.path.join(self.args.output_dir, "completions")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"step_{self.state.global_step:06d}.jsonl")
+        with open(path, "w") as f:
+            for row in self._last_samples:
+                f.write(json.dumps(row) + "\n")
+
+
+def _is_image(visual: Any) -> bool:
+    return not hasattr(visual, "frames")

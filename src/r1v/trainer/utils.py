@@ -1,0 +1,150 @@
+"""Small pieces the GRPO trainer builds on: dataset wrapper, sampler, timers, DeepSpeed ref model."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+from collections import defaultdict
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import Dataset, Sampler
+
+logger = logging.getLogger(__name__)
+
+
+class RecordDataset(Dataset):
+    """A list of Video-R1 records as a map-style dataset (items stay plain dicts)."""
+
+    def __init__(self, records: list[dict]):
+        self.records = list(records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.records[i]
+
+
+def identity_collator(batch: list[dict]) -> list[dict]:
+    """Keep a batch as the list of records: prompts are encoded by the trainer's prompt stage."""
+    return batch
+
+
+class RepeatBlockSampler(Sampler[int]):
+    """Yield the dataset order in blocks of ``block_size`` indices, each block ``repeats`` times.
+
+    With ``num_iterations`` = mu > 1 one generated batch serves mu optimizer steps. The
+    block is the global batch of one optimizer step (per-device batch x world size x
+    gradient accumulation), so after DataLoader sharding every rank sees its own
+    prompts again mu times in a row and no rank ever sees another rank's prompts.
+    The permutation depends only on ``seed`` and the epoch, so all ranks agree.
+    """
+
+    def __init__(self, num_items: int, block_size: int, repeats: int, shuffle: bool = True, seed: int = 0):
+        if block_size < 1 or repeats < 1:
+            raise ValueError("block_size and repeats must be >= 1")
+        self.num_items, self.block_size, self.repeats = num_items, block_size, repeats
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.num_items, generator=g).tolist()
+        else:
+            order = list(range(self.num_items))
+        n_full = len(order) // self.block_size * self.block_size  # incomplete last block dropped
+        for start in range(0, n_full, self.block_size):
+            block = order[start : start + self.block_size]
+            for _ in range(self.repeats):
+                yield from block
+
+    def __len__(self) -> int:
+        return self.num_items // self.block_size * self.block_size * self.repeats
+
+
+class StageTimer:
+    """Wall time per named stage, reported as ``timing_s/<stage>``."""
+
+    def __init__(self):
+        self.totals: dict[str, float] = defaultdict(float)
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[stage] += time.perf_counter() - start
+
+    def pop(self) -> dict[str, float]:
+        out = {f"timing_s/{k}": v for k, v in self.totals.items()}
+        self.totals.clear()
+        return out
+
+
+class MetricStore:
+    """Running (sum, count) per metric name between two logging steps."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, name: str, value: float, count: int = 1) -> None:
+        """Add ``value`` as the mean of ``count`` observations."""
+        self.sums[name] += float(value) * count
+        self.counts[name] += count
+
+    def add_many(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.add(k, v)
+
+    def state(self) -> dict[str, tuple[float, int]]:
+        return {k: (self.sums[k], self.counts[k]) for k in self.sums}
+
+    def clear(self) -> None:
+        self.sums.clear()
+        self.counts.clear()
+
+
+def merge_metric_states(states: list[dict[str, tuple[float, int]]]) -> dict[str, float]:
+    """Means over all ranks' (sum, count) states; keys may differ between ranks."""
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for state in states:
+        for k, (s, c) in state.items():
+            sums[k] += s
+            counts[k] += c
+    return {k: sums[k] / counts[k] for k in sums if counts[k] > 0}
+
+
+def prepare_deepspeed_reference(model: torch.nn.Module, accelerator) -> Any:
+    """Wrap a frozen reference model in a DeepSpeed inference engine matching the run's ZeRO stage.
+
+    Under ZeRO-3 the reference is sharded like the policy (it would not fit otherwise on
+    a 7B run); under other stages it is kept whole (stage 0), with no optimizer.
+    """
+    import deepspeed
+
+    ds_config = copy.deepcopy(accelerator.state.deepspeed_plugin.deepspeed_config)
+    stage = ds_config.get("zero_optimization", {}).get("stage", 0)
+    ds_config.pop("optimizer", None)
+    ds_config.pop("scheduler", None)
+    if stage != 3:
+        ds_config["zero_optimization"] = {"stage": 0}
+    engine, *_ = deepspeed.initialize(model=model, config=ds_config)
+    engine.eval()
+    return engine
+
+
+def gather_object_list(accelerator, obj: Any) -> list[Any]:
+    """All ranks' ``obj`` (collective: every rank must call it)."""
+    if accelerator.num_processes == 1:
+        return [obj]
+    from accelerate.utils import gather_object
+
+    return gather_object([obj])

@@ -1,0 +1,62 @@
+"""Launch a 2-process DeepSpeed ZeRO-3 CPU job (torchrun, gloo) with a hard wall-clock bound.
+
+Shared by the GRPO and FFR ZeRO-3 tests. A job that outlives ``timeout_s`` has its whole
+process group killed, so a deadlock shows up as ``timed_out=True`` instead of hanging CI.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class LaunchResult:
+    returncode: int | None
+    timed_out: bool
+    elapsed_s: float
+    output: str
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_zero3(script: str, args: list[str], timeout_s: float, nproc: int = 2) -> LaunchResult:
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "LOCAL_SIZE": str(nproc),
+           "MASTER_ADDR": "127.0.0.1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
+           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), script, *args]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout_s)
+        return LaunchResult(proc.returncode, False, time.monotonic() - start, out)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        out, _ = proc.communicate()
+        return LaunchResult(None, True, time.monotonic() - start, out)
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a launcher and every descendant: torchrun starts its workers in their own sessions,
+    so killing the launcher's process group alone would leave deadlocked ranks running."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
