@@ -149,7 +149,8 @@ def parse_config(dataclass_types: tuple, argv: Optional[list[str]] = None) -> tu
         i = argv.index("--config")
         yaml_path = argv[i + 1]
         argv = _yaml_to_argv(yaml_path) + argv[:i] + argv[i + 2 :]
-    parser = HfArgumentParser(dataclass_types)
+    # No prefix matching: a misspelt key must fail, not silently hit a longer field name.
+    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)
     return parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
 
 

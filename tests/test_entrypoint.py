@@ -1,0 +1,55 @@
+"""Config parsing (YAML + CLI overrides) and the ``python -m r1v.grpo`` entry point."""
+import json
+
+import pytest
+
+from r1v.config import GRPOConfig, GRPOScriptArguments, ModelConfig, parse_config, write_run_config
+
+TYPES = (GRPOScriptArguments, GRPOConfig, ModelConfig)
+
+
+def test_yaml_then_cli_override(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("num_generations: 6\nbeta: 0.1\nreward_funcs: [accuracy]\nmax_frames: 8\nuse_cpu: true\n")
+    script, train, model = parse_config(TYPES, ["--config", str(cfg), "--output_dir", str(tmp_path / "o"),
+                                                "--beta", "0.0", "--model_name_or_path", "m"])
+    assert train.num_generations == 6 and train.beta == 0.0  # CLI wins over the YAML
+    assert script.reward_funcs == ["accuracy"] and script.max_frames == 8
+    assert model.model_name_or_path == "m" and train.epsilon_high == train.epsilon
+
+
+def test_unknown_key_is_an_error(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("num_generation: 6\n")  # typo
+    with pytest.raises(ValueError, match="num_generation"):
+        parse_config(TYPES, ["--config", str(cfg), "--output_dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("flag, value", [("--loss_type", "nope"), ("--advantage_scope", "world"),
+                                         ("--num_generations", "1"), ("--num_iterations", "0")])
+def test_invalid_values_are_rejected(tmp_path, flag, value):
+    with pytest.raises(ValueError):
+        parse_config(TYPES, ["--output_dir", str(tmp_path), flag, value, "--use_cpu", "true"])
+
+
+def test_run_config_records_fields_and_commit(tmp_path):
+    configs = parse_config(TYPES, ["--output_dir", str(tmp_path), "--use_cpu", "true", "--beta", "0.02"])
+    path = write_run_config(str(tmp_path), configs)
+    data = json.loads(path.read_text())
+    assert data["GRPOConfig"]["beta"] == 0.02 and data["GRPOScriptArguments"]["fps"] == 2.0
+    assert "git_commit" in data  # None outside a git checkout, a sha (+dirty) inside
+
+
+def test_main_trains_and_writes_outputs(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
+    from r1v.grpo import main
+
+    out = tmp_path / "run"
+    main(["--config", "local_scripts/configs/demo_tiny.yaml", "--model_name_or_path", tiny_qwen25_ckpt,
+          "--dataset_name", str(synthetic_dir / "train.jsonl"), "--output_dir", str(out), "--max_steps", "2",
+          "--save_steps", "2", "--max_completion_length", "8"])
+    resolved = json.loads((out / "run_config.json").read_text())
+    assert resolved["GRPOConfig"]["max_steps"] == 2 and resolved["ModelConfig"]["model_name_or_path"] == tiny_qwen25_ckpt
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+    assert (out / "checkpoint-2").is_dir() and (out / "model.safetensors").exists()
+    assert (out / "preprocessor_config.json").exists() or (out / "processor_config.json").exists()
