@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator
 
-import numpy as np
 import torch
-from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
 logger = logging.getLogger(__name__)
@@ -28,42 +24,12 @@ logger = logging.getLogger(__name__)
 # Only the token ids survive from a checkpoint's generation config (see module docstring).
 KEPT_TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-FRAME_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 # ------------------------------------------------------------------ media
-def load_frame_folder(path: str, fps: float, vision) -> Any:
-    """A folder of frame images (MVBench's TVQA clips, ``fps`` per second) sampled like a video.
-
-    Same policy as ``r1v.vision.load_video``: frame count, uniform indices, one resize per clip.
-    """
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms import functional as TF
-
-    from r1v.vision import VideoClip, num_sampled_frames, sample_frame_indices, smart_resize
-
-    natural = lambda f: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", f)]  # noqa: E731
-    files = sorted((f for f in os.listdir(path) if f.lower().endswith(FRAME_EXTS)), key=natural)
-    if not files:
-        raise ValueError(f"no frame images in {path}")
-    total = len(files)
-    idx = sample_frame_indices(total, num_sampled_frames(total / fps, total, vision))
-    frames = []
-    for i in idx:
-        with Image.open(os.path.join(path, files[i])) as image:
-            frames.append(np.asarray(image.convert("RGB")))
-    video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
-    h, w = smart_resize(video.shape[2], video.shape[3], vision.patch_factor, vision.video_min_pixels,
-                        vision.video_frame_max_pixels)
-    video = TF.resize(video, [h, w], interpolation=InterpolationMode.BICUBIC, antialias=True)
-    return VideoClip(frames=video.contiguous(), timestamps=[i / fps for i in idx],
-                     sampled_fps=len(idx) * fps / total, duration_s=total / fps, path=path,
-                     frame_indices=idx, native_fps=fps, total_frames=total)
-
-
 def load_visual(sample, vision) -> tuple[Any, str | None]:
     """(VideoClip or PIL image, None) or (None, reason) when the media cannot be read."""
-    from r1v.vision import load_image, load_video
+    from r1v.vision import load_frame_folder, load_image, load_video
 
     try:
         if sample.extra.get("media_kind") == "frames":

@@ -13,13 +13,13 @@ Files under ``OUT``:
 Launched with ``torchrun --nproc_per_node N`` the run is data-parallel: rank r takes every N-th
 pending sample and appends to ``<bench>/predictions.rank{r}.jsonl``; after a barrier rank 0 merges
 the shards into ``predictions.jsonl`` and writes the summary. Every batch is appended with one
-``os.write`` on an O_APPEND descriptor and fsync'd, so a killed run loses at most the batch in
-flight; rerunning the same command skips the rows already on disk (a torn last line is dropped).
+``os.write`` on an O_APPEND descriptor and fsync'd (``eval.predictions``), so a killed run loses
+at most the batch in flight; rerunning the same command skips the rows already on disk (a torn
+last line is dropped).
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import logging
 import os
@@ -36,123 +36,16 @@ from tqdm import tqdm
 from eval import registry
 from eval.generation import (DecodingConfig, Generator, batch_seed, load_model, loaded_batches,
                              pick_device)
+from eval.predictions import (PredictionWriter, atomic_write_text, merge_predictions, rank_file,
+                              read_done, shard)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PIXELS = 128 * 28 * 28  # paper setting: 16 frames at 128x28x28 pixels per frame
-PREDICTIONS = "predictions.jsonl"
 # Arguments that change predictions: resuming into an OUT written with other values is refused.
 RESUME_KEYS = ("model", "protocol", "frames", "fps", "min_frames", "max_pixels", "min_pixels",
                "image_max_pixels", "temperature", "top_p", "top_k", "repetition_penalty",
                "max_new_tokens", "seed", "dtype", "attn", "formats", "subsets")
-
-
-# ------------------------------------------------------------------ prediction files
-def shard(items: list, rank: int, world: int) -> list:
-    """The part of ``items`` that rank ``rank`` of ``world`` processes: ``items[rank::world]``."""
-    if not 0 <= rank < world:
-        raise ValueError(f"rank {rank} outside world of size {world}")
-    return items[rank::world]
-
-
-def rank_file(bench_dir: Path, rank: int, world: int) -> Path:
-    """Where a rank appends: ``predictions.jsonl`` when alone, ``predictions.rank{r}.jsonl`` otherwise."""
-    return bench_dir / (PREDICTIONS if world == 1 else f"predictions.rank{rank}.jsonl")
-
-
-def read_rows(path: Path) -> list[dict]:
-    """Rows of a predictions file. A last line without its newline is a torn write: dropped, logged.
-
-    A malformed line anywhere else is corruption and raises ValueError naming ``path:line``.
-    """
-    if not path.exists():
-        return []
-    lines = path.read_bytes().split(b"\n")
-    if lines[-1]:
-        logger.warning("%s: dropping a torn last line (%d bytes)", path, len(lines[-1]))
-    rows = []
-    for n, line in enumerate(lines[:-1], 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{n}: corrupt predictions line ({exc})") from exc
-    return rows
-
-
-def prediction_files(bench_dir: Path) -> list[Path]:
-    """The merged file first, then rank shards in rank order."""
-    shards = sorted(glob.glob(str(bench_dir / "predictions.rank*.jsonl")),
-                    key=lambda p: int(p.rsplit("rank", 1)[1].split(".")[0]))
-    return [bench_dir / PREDICTIONS] + [Path(p) for p in shards]
-
-
-def read_done(bench_dir: Path) -> dict[str, dict]:
-    """{id: row} over all prediction files of a benchmark; a duplicated id keeps its first row."""
-    done: dict[str, dict] = {}
-    for path in prediction_files(bench_dir):
-        for row in read_rows(path):
-            if row["id"] in done:
-                logger.warning("%s: duplicate id %s ignored", path, row["id"])
-                continue
-            done[row["id"]] = row
-    return done
-
-
-class PredictionWriter:
-    """Appends batches of rows to one file; each batch is one ``os.write`` then fsync."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._drop_torn_tail()
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-    def _drop_torn_tail(self) -> None:
-        """Cut a partial last line so the next append starts on a fresh line."""
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            os.truncate(self.path, data.rfind(b"\n") + 1)
-
-    def write(self, rows: list[dict]) -> None:
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
-        written = os.write(self.fd, data)
-        if written != len(data):
-            raise OSError(f"{self.path}: short write ({written} of {len(data)} bytes)")
-        os.fsync(self.fd)
-
-    def close(self) -> None:
-        os.close(self.fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file and ``os.replace`` (readers never see a partial file)."""
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def merge_predictions(bench_dir: Path, order: list[str]) -> list[dict]:
-    """Merge all prediction files into ``predictions.jsonl`` and delete the rank shards.
-
-    Rows are written in ``order`` (the benchmark's sample ids); rows of ids outside ``order``
-    (an earlier run with another --max-samples) are kept after them. Returns the rows of
-    ``order`` that exist, in that order.
-    """
-    done = read_done(bench_dir)
-    current = [done[i] for i in order if i in done]
-    wanted = set(order)
-    others = [r for i, r in done.items() if i not in wanted]
-    atomic_write_text(bench_dir / PREDICTIONS,
-                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in current + others))
-    for path in prediction_files(bench_dir)[1:]:
-        path.unlink()
-    return current
 
 
 # ------------------------------------------------------------------ distributed

@@ -5,7 +5,7 @@
 # LVBench, MVBench, TempCompass + Avg.) with the paper's settings: Video-R1 evaluation protocol,
 # 16 frames at 128*28*28 pixels per frame, temperature 0.1, top_p 0.001, 1024 new tokens, seed 42.
 # Table 16 rows: FRAMES=32 or FRAMES=64. Table 17 rows: SEED=123 or SEED=456 (then merge the
-# three runs with `python -m eval.report RUN42 RUN123 RUN456 --mean-std --out DIR`).
+# three runs with `python -m eval.report RUN42 RUN123 RUN456 --labels s42,s123,s456 --mean-std --out DIR`).
 #
 # Hardware: one node, NPROC GPUs (default: all visible); each rank holds a full bf16 copy of the
 # model (a 7B Qwen2.5-VL needs ~17 GB plus activations; A100/H100 80 GB fit --batch-size 8).
@@ -43,6 +43,10 @@ BATCH_SIZE=${BATCH_SIZE:-8}
 BENCHMARKS=${BENCHMARKS:-mmvu,vsibench,videommmu,videoholmes,longvideobench,lvbench,mvbench,tempcompass}
 OUT_DIR=${OUT_DIR:-outputs/eval/${LABEL}_f${FRAMES}_s${SEED}}
 NPROC=${NPROC:-$(gpu_count)}
+# The paper (Video-R1 protocol) reports MMVU's multiple-choice items and TempCompass' multi-choice
+# task; set MMVU_SUBSET= / TEMPCOMPASS_SUBSET= (empty) to evaluate every item instead.
+MMVU_SUBSET=${MMVU_SUBSET-multiple-choice}
+TEMPCOMPASS_SUBSET=${TEMPCOMPASS_SUBSET-multi-choice}
 PYTHON=${PYTHON:-python}
 EVAL_DATA_DIR=${EVAL_DATA_DIR:-data/eval}
 MMVU_ROOT=${MMVU_ROOT:-$EVAL_DATA_DIR/mmvu}
@@ -63,6 +67,8 @@ args=(
   --data-root-videommmu "$VIDEOMMMU_ROOT" --data-root-videoholmes "$VIDEOHOLMES_ROOT"
   --data-root-longvideobench "$LONGVIDEOBENCH_ROOT" --data-root-lvbench "$LVBENCH_ROOT"
   --data-root-mvbench "$MVBENCH_ROOT" --data-root-tempcompass "$TEMPCOMPASS_ROOT"
+  ${MMVU_SUBSET:+--subset-mmvu "$MMVU_SUBSET"}
+  ${TEMPCOMPASS_SUBSET:+--subset-tempcompass "$TEMPCOMPASS_SUBSET"}
   "$@"
 )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from eval import predictions as epred
 from eval import registry
 from eval import run as erun
 from eval.benchmarks.base import LoadError
@@ -73,8 +74,11 @@ def rows_of(path):
 
 # ------------------------------------------------------------------ end to end
 def test_run_all_evaluates_all_eight_and_reports(full_run, data_root):
+    # run_all.sh defaults to the paper's subsets: MMVU multiple-choice, TempCompass multi-choice.
+    subsets = {"mmvu": "multiple-choice", "tempcompass": "multi-choice"}
     for name, module in registry.BENCHMARKS.items():
-        samples = module.load(str(data_root / name))
+        samples = module.load(str(data_root / name), subset=subsets.get(name))
+        assert samples, name
         summary = json.loads((full_run / name / "summary.json").read_text())
         rows = rows_of(full_run / name / "predictions.jsonl")
         assert [r["id"] for r in rows] == [s.id for s in samples], name  # all, once, in order
@@ -162,7 +166,7 @@ def oracle_run(ckpt, root, out, names, world):
         samples = erun.load_samples(args, name)
         pending = erun.pending_samples(samples, bench_dir)
         for rank in range(world):
-            ctx.generator = Oracle(processor, erun.shard(pending, rank, world))
+            ctx.generator = Oracle(processor, epred.shard(pending, rank, world))
             assert erun.generate_shard(ctx, name, pending, bench_dir, rank, world) == []
         if world > 1:
             assert sorted(p.name for p in bench_dir.iterdir()) == [
@@ -187,9 +191,9 @@ def test_two_rank_shards_merge_to_the_single_rank_result(tiny_qwen25_ckpt, data_
     one = oracle_run(tiny_qwen25_ckpt, data_root, tmp_path / "w1", names, 1)
     two = oracle_run(tiny_qwen25_ckpt, data_root, tmp_path / "w2", names, 2)
     assert one == two
-    assert erun.shard(list(range(5)), 1, 2) == [1, 3]
+    assert epred.shard(list(range(5)), 1, 2) == [1, 3]
     with pytest.raises(ValueError, match="rank 2 outside world of size 2"):
-        erun.shard([1], 2, 2)
+        epred.shard([1], 2, 2)
 
 
 # ------------------------------------------------------------------ missing and unreadable media
@@ -222,21 +226,21 @@ def test_missing_and_unreadable_videos_are_counted_by_id(tiny_qwen25_ckpt, tmp_p
 def test_torn_last_line_is_dropped_and_corrupt_lines_named(tmp_path):
     path = tmp_path / "predictions.jsonl"
     path.write_bytes(b'{"id": "a"}\n{"id": "b"}\n{"id": "c", "out')
-    assert [r["id"] for r in erun.read_rows(path)] == ["a", "b"]
-    writer = erun.PredictionWriter(path)  # cuts the torn tail before appending
+    assert [r["id"] for r in epred.read_rows(path)] == ["a", "b"]
+    writer = epred.PredictionWriter(path)  # cuts the torn tail before appending
     writer.write([{"id": "c"}, {"id": "d"}])
     writer.close()
     assert path.read_bytes() == b'{"id": "a"}\n{"id": "b"}\n{"id": "c"}\n{"id": "d"}\n'
     path.write_bytes(b'{"id": "a"}\n{"id": \n{"id": "c"}\n')
     with pytest.raises(ValueError, match=r"predictions.jsonl:2: corrupt predictions line"):
-        erun.read_rows(path)
+        epred.read_rows(path)
 
 
 def test_merge_orders_rows_dedups_and_keeps_foreign_ids(tmp_path):
     (tmp_path / "predictions.jsonl").write_text('{"id": "x", "v": 0}\n{"id": "b", "v": 1}\n')
     (tmp_path / "predictions.rank0.jsonl").write_text('{"id": "c", "v": 2}\n{"id": "b", "v": 9}\n')
     (tmp_path / "predictions.rank1.jsonl").write_text('{"id": "a", "v": 3}\n')
-    rows = erun.merge_predictions(tmp_path, ["a", "b", "c", "d"])
+    rows = epred.merge_predictions(tmp_path, ["a", "b", "c", "d"])
     assert rows == [{"id": "a", "v": 3}, {"id": "b", "v": 1}, {"id": "c", "v": 2}]
     assert rows_of(tmp_path / "predictions.jsonl") == rows + [{"id": "x", "v": 0}]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.jsonl"]

@@ -252,3 +252,28 @@ def test_vision_token_ids_and_dummy_visual(processors):
         assert tuple(dummy.frames.shape) == (4, 3, side, side)
         batch = encode_prompts(proc, ["x"], [dummy])
         assert (batch["mm_token_type_ids"] == 2).sum().item() == 8  # grid (2, 4, 4) / merge 2x2
+
+
+def test_load_frame_folder_samples_like_a_video(tmp_path):
+    """Frames 0..11 at 3 fps (named so that plain string order would misplace 10 and 11)."""
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    for i in range(12):
+        rgb = np.zeros((48, 64, 3), np.uint8)
+        rgb[..., 0], rgb[..., 1], rgb[..., 2] = 8 + 8 * (i % 30), 40 + 50 * (i // 30), 128
+        Image.fromarray(rgb).save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("not a frame")
+    clip = vision.load_frame_folder(folder, 3.0, VisionConfig(**SMALL))
+    expected = [0, 2, 3, 5, 6, 8, 9, 11]  # 4 s at 2 fps = 8 frames, linspace(0, 11, 8).round()
+    assert clip.frame_indices == expected == sample_frame_indices(12, 8)
+    assert [decoded_index(f) for f in clip.frames] == expected  # natural order of the file names
+    assert clip.timestamps == pytest.approx([i / 3 for i in expected])
+    assert (clip.total_frames, clip.native_fps, clip.duration_s) == (12, 3.0, pytest.approx(4.0))
+    assert clip.sampled_fps == pytest.approx(8 * 3.0 / 12)
+    assert clip.frames.dtype == torch.uint8 and tuple(clip.frames.shape) == (8, 3, 56, 56)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no frame images in .*empty"):
+        vision.load_frame_folder(empty, 3.0)
+    with pytest.raises(FileNotFoundError, match="frame folder not found: .*absent"):
+        vision.load_frame_folder(tmp_path / "absent", 3.0)

@@ -1,11 +1,11 @@
 """Rollout generation with HF ``generate``, safe under DeepSpeed ZeRO-3.
 
 Under ZeRO-3 every forward all-gathers parameter shards, so all ranks must call
-``generate`` the same number of times. Two ways to keep that cheap and safe:
-- ``gather_weights=True``: gather the full weights once per generation phase and
-  drop ZeRO's per-module hooks while decoding (no collective per layer and token);
-- otherwise ``synced_gpus=True``: ranks that finish early keep stepping dummy
-  forwards until the slowest rank is done.
+``generate`` the same number of times. ``gather_weights=True`` gathers the full
+weights once per generation phase and drops ZeRO's per-module hooks while decoding
+(no all-gather per layer and token); with several ranks ``synced_gpus=True`` is
+always set, so ranks that finish early keep stepping forwards until the slowest
+rank is done (DeepSpeed's start-of-forward hook stays active even when gathered).
 Sampling parameters are always passed explicitly: Qwen checkpoints ship a
 near-greedy ``generation_config`` that would silently kill rollout diversity.
 """
@@ -96,8 +96,10 @@ def generate_rollouts(
             out = unwrapped.generate(
                 **prompt_inputs,
                 generation_config=gen_config,
-                # With gathered weights there are no per-layer collectives; otherwise ranks must step together.
-                synced_gpus=zero3 and not gather_weights,
+                # Ranks must step together under multi-rank ZeRO-3 even with gathered weights: DeepSpeed
+                # keeps its start-of-forward hook then, which may run a collective on every forward, so a
+                # rank that finished early (or a 1-token dummy) must keep making forwards until all are done.
+                synced_gpus=zero3 and accelerator.num_processes > 1,
             )
         if was_training:
             unwrapped.train()

@@ -12,6 +12,7 @@ carrying the real checkpoints' decoding defaults (so callers must override them 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -263,13 +264,21 @@ def build_config(arch: str, tokenizer: Qwen2Tokenizer):
     return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **token_ids)
 
 
-def build_tiny_checkpoint(out_dir: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, vocab_size: int = 800) -> Path:
+def build_tiny_checkpoint(
+    out_dir: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, vocab_size: int = 800, warmup_steps: int = 0
+) -> Path:
     """Write a loadable tiny checkpoint (model, tokenizer, processor, generation config) to ``out_dir``.
 
-    Deterministic for a given (arch, seed, vocab_size). Returns the folder path.
+    ``warmup_steps > 0`` runs ``r1v.tiny_warmup.warm_up_format`` (seeded with ``seed``) before
+    saving, so the student already answers in the ``<think>..</think>\n<answer>..</answer>``
+    format at about chance accuracy and GRPO rewards vary from the first step; its statistics are
+    written to ``format_warmup.json``. With 0 (default) the weights stay purely random.
+    Deterministic for a given (arch, seed, vocab_size, warmup_steps). Returns the folder path.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+    if warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(arch, vocab_size)
@@ -281,6 +290,11 @@ def build_tiny_checkpoint(out_dir: str | Path, arch: str = "qwen2_5_vl", seed: i
         model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
     finally:
         torch.random.set_rng_state(generator_state)  # do not disturb the caller's random stream
+    if warmup_steps:
+        from r1v.tiny_warmup import warm_up_format  # imports the synthetic-data stack: only when asked
+
+        stats = warm_up_format(model, processor, steps=warmup_steps, seed=seed)
+        (out / "format_warmup.json").write_text(json.dumps({"seed": seed, **stats}, indent=2) + "\n")
     model.generation_config = GenerationConfig(
         bos_token_id=config.text_config.bos_token_id,
         pad_token_id=config.text_config.pad_token_id,
@@ -300,9 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", default="qwen2_5_vl", choices=ARCHS, help="Model family.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the random weights.")
     parser.add_argument("--vocab-size", type=int, default=800, help="Tokenizer size including special tokens.")
+    parser.add_argument(
+        "--warmup-steps", type=int, default=0,
+        help="Format warm-up steps (r1v.tiny_warmup; 120 takes ~15 s on one thread). 0 keeps random weights.",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    print(build_tiny_checkpoint(args.out, args.arch, args.seed, args.vocab_size))
+    print(build_tiny_checkpoint(args.out, args.arch, args.seed, args.vocab_size, args.warmup_steps))
     return 0
 
 

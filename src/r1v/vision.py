@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,8 @@ FRAME_FACTOR = 2
 MIN_PIXELS_SLACK = 1.05
 # Seek only when sampled frames are this far apart: below it, decoding through is cheaper.
 SEEK_MIN_GAP = 250
+# Image files a frame folder may hold (load_frame_folder).
+FRAME_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass
@@ -253,6 +257,36 @@ def load_video(path: str | Path, cfg: VisionConfig | None = None) -> VideoClip:
         native_fps=native_fps,
         total_frames=total,
     )
+
+
+def load_frame_folder(path: str | Path, fps: float, cfg: VisionConfig | None = None) -> VideoClip:
+    """A folder of frame images (MVBench's TVQA clips, ``fps`` per second) sampled like a video.
+
+    Same policy as :func:`load_video`: frame count, uniform indices, one resize per clip. Frames
+    are ordered by natural sort of their file names (``2.jpg`` before ``10.jpg``); files without
+    an image extension are ignored. Errors name the folder.
+    """
+    cfg = cfg or VisionConfig()
+    path = str(path)
+    if not Path(path).is_dir():
+        raise FileNotFoundError(f"frame folder not found: {path}")
+    natural = lambda f: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", f)]  # noqa: E731
+    files = sorted((f for f in os.listdir(path) if f.lower().endswith(FRAME_EXTS)), key=natural)
+    if not files:
+        raise ValueError(f"no frame images in {path}")
+    total = len(files)
+    indices = sample_frame_indices(total, num_sampled_frames(total / fps, total, cfg))
+    frames = []
+    for i in indices:
+        with Image.open(os.path.join(path, files[i])) as image:
+            frames.append(np.asarray(image.convert("RGB")))
+    video = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)  # (T, 3, H, W) uint8
+    h, w = smart_resize(video.shape[2], video.shape[3], cfg.patch_factor, cfg.video_min_pixels,
+                        cfg.video_frame_max_pixels)
+    video = TF.resize(video, [h, w], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    return VideoClip(frames=video.contiguous(), timestamps=[i / fps for i in indices],
+                     sampled_fps=len(indices) * fps / total, duration_s=total / fps, path=path,
+                     frame_indices=indices, native_fps=fps, total_frames=total)
 
 
 def load_image(path: str | Path, cfg: VisionConfig | None = None) -> Image.Image:

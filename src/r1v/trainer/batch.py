@@ -87,13 +87,11 @@ class PromptBatch:
             slices = self._visual_slices(modality)
             counts[modality] = [self.row_counts[modality][r] for r in rows]
             chosen = [s for r in rows for s in slices[r]]
-            if spec["grid"] not in self.visual:
-                continue
+            if spec["grid"] not in self.visual or not chosen:
+                continue  # no visual of this modality left: the model must not see empty tensors for it
             vis_idx = torch.tensor([s[0] for s in chosen], dtype=torch.long)
             patches = self.visual[spec["patches"]]
-            visual[spec["patches"]] = (
-                torch.cat([patches[a:b] for _, a, b in chosen]) if chosen else patches[:0]
-            )
+            visual[spec["patches"]] = torch.cat([patches[a:b] for _, a, b in chosen])
             visual[spec["grid"]] = self.visual[spec["grid"]][vis_idx]
             for key in spec["per_visual"]:
                 if key in self.visual:

@@ -19,6 +19,7 @@ import os
 from typing import Any, Callable, Optional, Union
 
 import torch
+from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, Trainer
 
 from r1v import rewards as rewards_module
@@ -157,7 +158,9 @@ class Qwen2VLGRPOTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         block = self.args.per_device_train_batch_size * self.accelerator.num_processes * self.args.gradient_accumulation_steps
-        return RepeatBlockSampler(len(dataset), block, self.args.num_iterations, shuffle=True, seed=self.args.seed)
+        groups = [r.get("data_type", "video") for r in dataset.records] if isinstance(dataset, RecordDataset) else None
+        return RepeatBlockSampler(len(dataset), block, self.args.num_iterations, shuffle=True, seed=self.args.seed,
+                                  groups=groups)
 
     # ------------------------------------------------------------------ stage 1: prompts
     def build_prompts(self, records: list[dict]) -> PromptBatch:
@@ -174,7 +177,7 @@ class Qwen2VLGRPOTrainer(Trainer):
                 visual = self._load_visual(rec)
             except (OSError, ValueError, RuntimeError) as err:
                 logger.warning("skipping media of problem_id=%s (%s): %s", rec.get("problem_id"), rec.get("path"), err)
-                visual, valid = make_dummy_visual(self.vision_config), False
+                visual, valid = self._placeholder_visual(rec), False
             texts.append(self.prompt_text(rec))
             visuals.append(visual)
             timestamps = list(getattr(visual, "timestamps", []) or [])
@@ -185,6 +188,13 @@ class Qwen2VLGRPOTrainer(Trainer):
     def prompt_text(self, record: dict) -> str:
         """User text of a record's prompt (Video-R1 reasoning template)."""
         return build_prompt_text(record)
+
+    def _placeholder_visual(self, rec: dict):
+        """A tiny visual of the record's own modality, so this rank's vision-tower calls match its peers'."""
+        if rec.get("data_type", "video") == "image":
+            side = 2 * self.vision_config.patch_factor
+            return Image.new("RGB", (side, side))
+        return make_dummy_visual(self.vision_config)
 
     def _load_visual(self, rec: dict):
         if rec.get("data_type", "video") == "image":

@@ -6,7 +6,7 @@ import copy
 import logging
 import time
 from collections import defaultdict
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -39,32 +39,45 @@ class RepeatBlockSampler(Sampler[int]):
     block is the global batch of one optimizer step (per-device batch x world size x
     gradient accumulation), so after DataLoader sharding every rank sees its own
     prompts again mu times in a row and no rank ever sees another rank's prompts.
-    The permutation depends only on ``seed`` and the epoch, so all ranks agree.
+    ``groups`` (e.g. each record's ``data_type``) makes every block single-group: under
+    ZeRO-3 a rank whose batch mixed images and videos would call the vision tower
+    twice while another rank calls it once, and their parameter gathers would deadlock.
+    The order depends only on ``seed`` and the epoch, so all ranks agree; a group's
+    incomplete last block is dropped.
     """
 
-    def __init__(self, num_items: int, block_size: int, repeats: int, shuffle: bool = True, seed: int = 0):
+    def __init__(self, num_items: int, block_size: int, repeats: int, shuffle: bool = True, seed: int = 0,
+                 groups: Optional[list] = None):
         if block_size < 1 or repeats < 1:
             raise ValueError("block_size and repeats must be >= 1")
+        if groups is not None and len(groups) != num_items:
+            raise ValueError(f"{len(groups)} group labels for {num_items} items")
         self.num_items, self.block_size, self.repeats = num_items, block_size, repeats
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self.groups = groups
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _blocks(self) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(self.num_items, generator=g).tolist() if self.shuffle else list(range(self.num_items))
+        by_group: dict = {}
+        for i in order:
+            by_group.setdefault(None if self.groups is None else self.groups[i], []).append(i)
+        blocks = [members[s : s + self.block_size] for members in by_group.values()
+                  for s in range(0, len(members) // self.block_size * self.block_size, self.block_size)]
+        if self.shuffle and len(by_group) > 1:  # interleave the groups' blocks
+            blocks = [blocks[j] for j in torch.randperm(len(blocks), generator=g).tolist()]
+        return blocks
+
     def __iter__(self) -> Iterator[int]:
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.num_items, generator=g).tolist()
-        else:
-            order = list(range(self.num_items))
-        n_full = len(order) // self.block_size * self.block_size  # incomplete last block dropped
-        for start in range(0, n_full, self.block_size):
-            block = order[start : start + self.block_size]
+        for block in self._blocks():
             for _ in range(self.repeats):
                 yield from block
 
     def __len__(self) -> int:
-        return self.num_items // self.block_size * self.block_size * self.repeats
+        return len(self._blocks()) * self.block_size * self.repeats
 
 
 class StageTimer:

@@ -1,0 +1,82 @@
+"""Helpers of the FFR trainer: distributed limits, assembly of chosen rollouts (Eq. 7, 10), frames."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from PIL import Image
+
+from r1v.answers import extract_answer
+from r1v.trainer.batch import RolloutBatch
+
+
+def check_distributed_limits(args, num_processes: int, zero_stage: int) -> None:
+    """Refuse FFR settings that would hang or desynchronise a multi-rank run (ValueError naming the field)."""
+    if num_processes == 1:
+        return
+    if args.teacher_step_deadline_s >= args.ddp_timeout:
+        # Ranks without failures wait in the all-reduce while others wait on the teacher.
+        raise ValueError(f"teacher_step_deadline_s ({args.teacher_step_deadline_s}) must be below ddp_timeout "
+                         f"({args.ddp_timeout}): the other ranks wait in a collective for the teacher round")
+    if args.ffr_extra_visual != "none" and zero_stage == 3:
+        raise ValueError("ffr_extra_visual adds image inputs beside the video in some ranks' forwards only, which "
+                         "desynchronises ZeRO-3 parameter gathers; use ZeRO-2 (local_scripts/zero2.json) or "
+                         "ffr_extra_visual none")
+
+
+def assemble_chosen(first: RolloutBatch, second: Optional[RolloutBatch], rows: list[int]) -> RolloutBatch:
+    """Rows of ``first`` (index < N) or ``second`` (index N + j), each with its OWN prompt (Eq. 10).
+
+    Completions are right-padded to the longer of the two rounds (mask 0 on padding); the
+    rewards and validity of the chosen rollout come along. With no second round (or no
+    row taken from it) ``first`` is returned as is.
+    """
+    n = len(first.completions_text)
+    if second is None or all(r < n for r in rows):
+        return first
+    width = max(first.completion_ids.shape[1], second.completion_ids.shape[1])
+    pad = first.prompts.pad_token_id
+
+    def right_pad(t: torch.Tensor, value: int) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    ids = torch.cat([right_pad(first.completion_ids, pad), right_pad(second.completion_ids, pad)])
+    mask = torch.cat([right_pad(first.completion_mask, 0), right_pad(second.completion_mask, 0)])
+    idx = torch.tensor(rows, dtype=torch.long)
+    texts = first.completions_text + second.completions_text
+    prompts = first.prompts.concat(second.prompts).select(rows)
+    return RolloutBatch(
+        prompts=prompts,
+        completion_ids=ids[idx.to(ids.device)], completion_mask=mask[idx.to(mask.device)],
+        completions_text=[texts[r] for r in rows],
+        rewards=torch.cat([first.rewards, second.rewards])[idx.to(first.rewards.device)],
+        valid=torch.cat([first.valid, second.valid])[idx.to(first.valid.device)],
+    )
+
+
+def gold_answer(record: dict) -> str:
+    """The extracted gold answer (option letter, number or text) of a record's solution."""
+    return extract_answer(record["solution"])
+
+
+def frame_size(visual) -> tuple[int, int]:
+    """(width, height) of a VideoClip's frames or of an image."""
+    if hasattr(visual, "frames"):
+        return int(visual.frames.shape[-1]), int(visual.frames.shape[-2])
+    return visual.size
+
+
+def frames_as_images(visual) -> list[Image.Image]:
+    """The student's frames as PIL images (an image is one frame)."""
+    if not hasattr(visual, "frames"):
+        return [visual]
+    return [Image.fromarray(f.permute(1, 2, 0).contiguous().numpy()) for f in visual.frames]
+
+
+def spread(indices: range, k: int) -> list[int]:
+    """At most ``k`` indices evenly spread over ``indices`` (both ends kept)."""
+    if len(indices) <= k:
+        return list(indices)
+    if k == 1:
+        return [indices[len(indices) // 2]]
+    return [indices[round(j * (len(indices) - 1) / (k - 1))] for j in range(k)]
