@@ -53,3 +53,10 @@ def test_main_trains_and_writes_outputs(tiny_qwen25_ckpt, synthetic_dir, tmp_pat
     assert [r["step"] for r in rows if "loss" in r] == [1, 2]
     assert (out / "checkpoint-2").is_dir() and (out / "model.safetensors").exists()
     assert (out / "preprocessor_config.json").exists() or (out / "processor_config.json").exists()
+
+
+def test_gradient_checkpointing_defaults_to_non_reentrant(tmp_path):
+    _, train, _ = parse_config(TYPES, ["--output_dir", str(tmp_path), "--use_cpu", "true",
+                                       "--activation_checkpointing", "true"])
+    assert train.activation_checkpointing_kwargs == {"use_reentrant": False}
+    assert train.gradient_checkpointing  # the deprecated alias mirrors the new name

@@ -157,3 +157,13 @@ def test_learning_check_reward_rises(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
     rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
     first, last = sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
     assert last > first + 0.2, rewards
+
+
+def test_too_long_prompt_is_skipped_with_metric(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
+    recs = _records(synthetic_dir, n=2)
+    recs[0] = {**recs[0], "problem": recs[0]["problem"] + " padding words" * 200, "problem_id": "long"}
+    trainer = _trainer(tiny_qwen25_ckpt, recs, _args(tmp_path, max_prompt_length=400))
+    prompts = trainer.build_prompts(recs)
+    assert [m["valid"] for m in prompts.meta] == [False, True]
+    assert prompts.attention_mask.sum(dim=1).max().item() <= 400
+    assert trainer.metrics.state()["data/skipped_too_long"] == (1.0, 1)

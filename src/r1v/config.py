@@ -107,6 +107,9 @@ class GRPOConfig(TrainingArguments):
             raise ValueError("num_iterations must be >= 1")
         if self.epsilon_high is None:
             self.epsilon_high = self.epsilon
+        if self.activation_checkpointing and self.activation_checkpointing_kwargs is None:
+            # Non-reentrant checkpointing gives the same gradients and works with frozen inputs.
+            self.activation_checkpointing_kwargs = self.gradient_checkpointing_kwargs = {"use_reentrant": False}
 
 
 @dataclass

@@ -11,37 +11,16 @@ MODE 'uncoordinated': the same, but each rank decides its second round alone (no
 Each rank writes OUT_DIR/rank{r}.json (second-round calls per step, losses, log); in
 'uncoordinated' mode rank 0 first writes OUT_DIR/diverging once it starts the unmatched call.
 """
-import importlib
 import json
 import os
 import sys
 
-import torch
-
-torch.set_num_threads(1)
-# ZeRO-3 never uses DeepSpeed's shared-memory comm op; skip its 1-2 minute JIT build.
-importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
-
+from ds_cpu import DS_CONFIG  # first import: one thread, no shm-op build
 from ffr.teacher.schema import failure  # noqa: E402
 from ffr.train import FFRGRPOConfig  # noqa: E402
 from ffr.trainer import FFRTrainer  # noqa: E402
 from r1v.data import load_records  # noqa: E402
 from r1v.vision import VisionConfig  # noqa: E402
-
-DS_CONFIG = {
-    "zero_optimization": {
-        "stage": 3,
-        # Without this a hidden-64 model keeps every parameter whole: no per-layer gathers, and
-        # an uncoordinated generate would finish cleanly (the negative test would pass falsely).
-        "stage3_param_persistence_threshold": 0,
-        "stage3_prefetch_bucket_size": 0,
-        "reduce_bucket_size": 4096,
-    },
-    "train_micro_batch_size_per_gpu": "auto",
-    "gradient_accumulation_steps": "auto",
-    "gradient_clipping": "auto",
-    "bf16": {"enabled": False},
-}
 
 
 def ranks_with_patches(step: int) -> set:

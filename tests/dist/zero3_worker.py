@@ -5,36 +5,15 @@ MODE: 'train' (plain GRPO steps) or 'extra_generate' (rank 1 makes one uncoordin
 generate call per step; the run must fail or hang - that proves a test can see a hang).
 Each rank writes OUT_DIR/rank{r}.json with its per-step losses and parameter checksums.
 """
-import importlib
 import json
 import os
 import sys
 
-import torch
-
-torch.set_num_threads(1)
-# ZeRO-3 never uses DeepSpeed's shared-memory comm op; skip its 1-2 minute JIT build.
-importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
-
+from ds_cpu import DS_CONFIG  # first import: one thread, no shm-op build
 from r1v.config import GRPOConfig  # noqa: E402
 from r1v.data import load_records  # noqa: E402
 from r1v.trainer.grpo_trainer import Qwen2VLGRPOTrainer  # noqa: E402
 from r1v.vision import VisionConfig  # noqa: E402
-
-DS_CONFIG = {
-    "zero_optimization": {
-        "stage": 3,
-        # A hidden-64 model would otherwise keep every parameter whole: no per-layer gathers,
-        # and an uncoordinated generate would finish cleanly (a hang test would pass falsely).
-        "stage3_param_persistence_threshold": 0,
-        "stage3_prefetch_bucket_size": 0,
-        "reduce_bucket_size": 4096,
-    },
-    "train_micro_batch_size_per_gpu": "auto",
-    "gradient_accumulation_steps": "auto",
-    "gradient_clipping": "auto",
-    "bf16": {"enabled": False},
-}
 
 
 def digit_reward(completions, **_):

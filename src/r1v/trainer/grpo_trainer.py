@@ -81,7 +81,7 @@ class Qwen2VLGRPOTrainer(Trainer):
             model = load_student(model, torch_dtype, attn_implementation)
         if freeze_vision_tower:
             model.model.visual.requires_grad_(False)
-        if args.gradient_checkpointing:
+        if args.activation_checkpointing:
             model.config.use_cache = False
         if processing_class is None:
             processing_class = AutoProcessor.from_pretrained(model_id)
@@ -166,9 +166,10 @@ class Qwen2VLGRPOTrainer(Trainer):
     def build_prompts(self, records: list[dict]) -> PromptBatch:
         """Load each record's visual, render its prompt text and encode all rows in one processor call.
 
-        A record whose media fails to decode is replaced by a tiny dummy visual and marked
-        ``valid=False`` (zero reward and loss), so this rank still makes the same calls as
-        the others; the skip is logged and counted in ``data/skipped_media``.
+        A record whose media fails to decode, or whose prompt exceeds ``max_prompt_length``,
+        is replaced by a tiny placeholder of its own modality and marked ``valid=False`` (zero
+        reward and loss), so this rank still makes the same calls as the others; the skip is
+        logged and counted in ``data/skipped_media`` / ``data/skipped_too_long``.
         """
         texts, visuals, meta = [], [], []
         for rec in records:
@@ -183,7 +184,26 @@ class Qwen2VLGRPOTrainer(Trainer):
             timestamps = list(getattr(visual, "timestamps", []) or [])
             meta.append({"record": rec, "prompt_text": texts[-1], "visual": visual, "timestamps": timestamps, "valid": valid})
         self.metrics.add("data/skipped_media", sum(not m["valid"] for m in meta))
-        return self.encode(texts, visuals, meta)
+        batch = self.encode(texts, visuals, meta)
+        too_long = self._too_long_rows(batch)
+        if too_long:  # same treatment as a broken video: skipped here, lock-step kept with the other ranks
+            for i in too_long:
+                visuals[i], texts[i], meta[i]["valid"] = self._placeholder_visual(meta[i]["record"]), ".", False
+            batch = self.encode(texts, visuals, meta)
+        self.metrics.add("data/skipped_too_long", len(too_long))
+        return batch
+
+    def _too_long_rows(self, batch: PromptBatch) -> list[int]:
+        """Rows whose prompt (visual tokens included) exceeds ``max_prompt_length``; each is logged."""
+        limit = self.args.max_prompt_length
+        if limit is None:
+            return []
+        lengths = batch.attention_mask.sum(dim=1).tolist()
+        rows = [i for i, n in enumerate(lengths) if n > limit]
+        for i in rows:
+            logger.warning("skipping problem_id=%s: prompt of %d tokens exceeds max_prompt_length=%d",
+                           batch.meta[i]["record"].get("problem_id"), lengths[i], limit)
+        return rows
 
     def prompt_text(self, record: dict) -> str:
         """User text of a record's prompt (Video-R1 reasoning template)."""
@@ -211,10 +231,6 @@ class Qwen2VLGRPOTrainer(Trainer):
             "image": [(1 if _is_image(v) else 0) + k for v, k in zip(visuals, n_extra)],
         }
         batch = PromptBatch.from_encoded(encoded, counts, meta, self.pad_token_id)
-        limit = self.args.max_prompt_length
-        if limit is not None and batch.input_ids.shape[1] > limit:
-            ids = [m["record"].get("problem_id") for m in meta]
-            raise ValueError(f"prompt of {batch.input_ids.shape[1]} tokens exceeds max_prompt_length={limit} (problem_ids {ids})")
         return batch.to(self.accelerator.device)
 
     # ------------------------------------------------------------------ stage 2: generate

@@ -1,0 +1,26 @@
+"""Shared set-up of the 2-process DeepSpeed ZeRO-3 CPU workers (imported first by each worker).
+
+Importing this module makes torch single-threaded and stops DeepSpeed from JIT-building its
+shared-memory comm op (ZeRO-3 never uses it; the build takes 1-2 minutes on a fresh machine).
+"""
+import importlib
+
+import torch
+
+torch.set_num_threads(1)
+importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+
+DS_CONFIG = {
+    "zero_optimization": {
+        "stage": 3,
+        # A hidden-64 model would otherwise keep every parameter whole: no per-layer gathers, and
+        # an uncoordinated generate would finish cleanly (a hang test would pass falsely).
+        "stage3_param_persistence_threshold": 0,
+        "stage3_prefetch_bucket_size": 0,
+        "reduce_bucket_size": 4096,
+    },
+    "train_micro_batch_size_per_gpu": "auto",
+    "gradient_accumulation_steps": "auto",
+    "gradient_clipping": "auto",
+    "bf16": {"enabled": False},
+}
