@@ -297,3 +297,23 @@ def test_from_args_and_validation():
             c.request_patches([make_item("a"), {"sample_id": "b"}])
     with pytest.raises(ValueError, match="timeout_s"):
         TeacherClient("http://127.0.0.1:1", timeout_s=0)
+
+
+def test_result_cache_is_lru_of_ok_results_only():
+    from ffr.patch import EvidencePatch
+    from ffr.teacher.cache import ResultCache
+    from ffr.teacher.schema import PatchResult
+
+    patch = EvidencePatch(error_types=["temporal"], key_frames={"start": 1, "end": 2}, guidance="Look again.")
+    ok = lambda sid: PatchResult(sample_id=sid, status="ok", patch=patch, turns=1, latency_s=0.1)
+    cache = ResultCache(2)
+    cache.put("a", ok("a"))
+    cache.put("b", ok("b"))
+    assert cache.get("a").sample_id == "a"  # "a" is now the most recent
+    cache.put("c", ok("c"))  # evicts "b", the least recently used
+    assert cache.get("b") is None and cache.get("a") is not None and len(cache) == 2
+    cache.put("d", PatchResult(sample_id="d", status="error", patch=None, turns=0, latency_s=0.0))
+    assert cache.get("d") is None
+    off = ResultCache(0)
+    off.put("a", ok("a"))
+    assert off.get("a") is None

@@ -35,12 +35,13 @@ import math
 import random
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import requests
 from pydantic import ValidationError
 
+from ffr.teacher.cache import ResultCache
 from ffr.teacher.schema import STATUSES, PatchRequestItem, PatchResponse, PatchResult, failure, percentile
 
 logger = logging.getLogger(__name__)
@@ -170,9 +171,7 @@ class TeacherClient:
         self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown_s)
         self.metrics = _Metrics()
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._cache: OrderedDict[str, PatchResult] | None = OrderedDict() if cache else None
-        self._cache_size = cache_size
-        self._cache_lock = threading.Lock()
+        self._cache = ResultCache(cache_size) if cache else None
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._sessions_lock = threading.Lock()
@@ -265,21 +264,15 @@ class TeacherClient:
     def _cached(self, item: PatchRequestItem) -> PatchResult | None:
         if self._cache is None:
             return None
-        with self._cache_lock:
-            hit = self._cache.get(item.content_key())
+        hit = self._cache.get(item.content_key())
         self.metrics.add(cache_lookups=1, cache_hits=int(hit is not None))
         return None if hit is None else hit.model_copy(update={"sample_id": item.sample_id, "latency_s": 0.0})
 
     def _store(self, items: list[PatchRequestItem], results: list[PatchResult]) -> None:
         if self._cache is None:
             return
-        with self._cache_lock:
-            for item, res in zip(items, results):
-                if res.status == "ok":
-                    self._cache[item.content_key()] = res
-                    self._cache.move_to_end(item.content_key())
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        for item, res in zip(items, results):
+            self._cache.put(item.content_key(), res)
 
     def _call_chunk(self, items: list[PatchRequestItem], deadline: float) -> list[PatchResult]:
         """Send one chunk with retries; always returns len(items) results."""

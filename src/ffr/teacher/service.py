@@ -28,7 +28,7 @@ import os
 import socket
 import threading
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from ffr.leakage import patch_leaks
 from ffr.teacher.backends import BACKENDS, Proposal, TeacherBackend
+from ffr.teacher.cache import ResultCache
 from ffr.teacher.schema import (STATUSES, PatchRequestItem, PatchResponse, PatchResult,
                                 failure, percentile)
 
@@ -126,28 +127,6 @@ class ServiceStats:
         }
 
 
-class _ResultCache:
-    """LRU of ``ok`` results by item content key (see `PatchRequestItem.content_key`)."""
-
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._data: OrderedDict[str, PatchResult] = OrderedDict()
-
-    def get(self, key: str) -> PatchResult | None:
-        hit = self._data.get(key)
-        if hit is not None:
-            self._data.move_to_end(key)
-        return hit
-
-    def put(self, key: str, result: PatchResult) -> None:
-        if self.capacity <= 0:
-            return
-        self._data[key] = result
-        self._data.move_to_end(key)
-        while len(self._data) > self.capacity:
-            self._data.popitem(last=False)
-
-
 class _PatchHandler:
     """Per-item pipeline: validate -> confine path -> cache -> backend (timed) -> leak gate.
 
@@ -159,7 +138,7 @@ class _PatchHandler:
                  stats: ServiceStats):
         self.backend = backend
         self.root = root
-        self.cache = _ResultCache(cache_size)
+        self.cache = ResultCache(cache_size)
         self.stats = stats
         self.is_async = inspect.iscoroutinefunction(backend.propose)
         # A sync propose that times out keeps its worker until it returns
