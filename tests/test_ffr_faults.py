@@ -103,7 +103,10 @@ def test_teacher_faults_mid_run_mean_no_patch(tiny_qwen25_ckpt, synthetic_dir, t
         dataloader_num_workers=0, log_completions=False, ffr_enable=True, ffr_patch_log=True,
         teacher_url=f"http://127.0.0.1:{faulty_teacher.port}", teacher_timeout_s=TIMEOUT_S,
         teacher_step_deadline_s=5.0, teacher_max_retries=0, teacher_backoff_s=0.0,
-        teacher_breaker_failures=100, teacher_cache=False)
+        teacher_breaker_failures=100, teacher_cache=False,
+        # One HTTP call per step carrying all 8 items: every item of a faulty step shares that call's
+        # failure kind (8 concurrent calls could overflow the tiny test server's accept backlog).
+        teacher_max_concurrency=1)
     vision = VisionConfig(max_frames=4, video_max_pixels=3136, video_min_pixels=3136)
     trainer = FFRTrainer(tiny_qwen25_ckpt, ["accuracy", "format"], args, records, vision_config=vision,
                          torch_dtype="float32", callbacks=[JsonlLogCallback(), ScheduleCallback(faulty_teacher)])

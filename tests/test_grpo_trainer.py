@@ -167,3 +167,15 @@ def test_too_long_prompt_is_skipped_with_metric(tiny_qwen25_ckpt, synthetic_dir,
     assert [m["valid"] for m in prompts.meta] == [False, True]
     assert prompts.attention_mask.sum(dim=1).max().item() <= 400
     assert trainer.metrics.state()["data/skipped_too_long"] == (1.0, 1)
+
+
+def test_qwen3_vl_student_trains_on_videos_and_images(synthetic_dir, tmp_path):
+    from r1v.tiny import build_tiny_checkpoint
+
+    ckpt = str(build_tiny_checkpoint(tmp_path / "q3", arch="qwen3_vl"))
+    records = _records(synthetic_dir, kind=None)
+    trainer = _trainer(ckpt, records, _args(tmp_path, max_steps=2, per_device_train_batch_size=2, save_strategy="no"))
+    assert trainer.vision_config.patch_factor == 32  # taken from the Qwen3-VL processor
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 2 and all(math.isfinite(h["loss"]) and math.isfinite(h["kl"]) for h in logs)

@@ -47,6 +47,7 @@ class ScriptedTeacher(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 64  # concurrent chunks must never hit a full accept backlog (a refused connection)
 
     def __init__(self, script: list[str]):
         super().__init__(("127.0.0.1", 0), _Handler)
