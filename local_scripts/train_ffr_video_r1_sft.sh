@@ -9,18 +9,12 @@
 # Usage: TEACHER_URL=http://teacher:8399 bash local_scripts/train_ffr_video_r1_sft.sh [--any_config_field value ...]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MODEL_PATH="${MODEL_PATH:-Video-R1/Qwen2.5-VL-7B-COT-SFT}"
-DATASET="${DATASET:-$ROOT/data_configs/video_r1_4k_mix.yaml}"
-OUTPUT_DIR="${OUTPUT_DIR:-$ROOT/runs/ffr_video_r1_sft}"
+export MODEL_PATH="${MODEL_PATH:-Video-R1/Qwen2.5-VL-7B-COT-SFT}"
+export DATASET="${DATASET:-$ROOT/data_configs/video_r1_4k_mix.yaml}"
+export OUTPUT_DIR="${OUTPUT_DIR:-$ROOT/runs/ffr_video_r1_sft}"
 TEACHER_URL="${TEACHER_URL:-http://127.0.0.1:8399}"
 TEACHER_API_KEY_FILE="${TEACHER_API_KEY_FILE:-}"
 PATCH_TAX="${PATCH_TAX:-0.3}"
-NPROC_PER_NODE="${NPROC_PER_NODE:-8}"
-NNODES="${NNODES:-1}"
-NODE_RANK="${NODE_RANK:-0}"
-MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
-MASTER_PORT="${MASTER_PORT:-29500}"
-DS_CONFIG="${DS_CONFIG:-$ROOT/local_scripts/zero3.json}"
 PYTHON="${PYTHON:-python}"
 CHECK_TEACHER="${CHECK_TEACHER:-1}"
 
@@ -34,20 +28,10 @@ if [[ -n "$TEACHER_API_KEY_FILE" ]]; then
   key_args=(--teacher_api_key_file "$TEACHER_API_KEY_FILE")  # a file keeps the key out of argv and logs
 fi
 
-mkdir -p "$OUTPUT_DIR"
-"$PYTHON" -m torch.distributed.run \
-  --nproc_per_node "$NPROC_PER_NODE" --nnodes "$NNODES" --node_rank "$NODE_RANK" \
-  --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" \
-  -m ffr.train \
-  --config "$ROOT/local_scripts/configs/grpo_paper.yaml" \
-  --deepspeed "$DS_CONFIG" \
-  --model_name_or_path "$MODEL_PATH" \
-  --dataset_name "$DATASET" \
-  --output_dir "$OUTPUT_DIR" \
-  --run_name "$(basename "$OUTPUT_DIR")" \
+exec bash "$ROOT/local_scripts/launch_train.sh" ffr.train \
   --ffr_enable true \
   --ffr_patch_tax "$PATCH_TAX" \
   --ffr_patch_log true \
   --teacher_url "$TEACHER_URL" \
   "${key_args[@]}" \
-  "$@" 2>&1 | tee -a "$OUTPUT_DIR/train.log"
+  "$@"
