@@ -28,12 +28,14 @@ CORE = [
     "uvicorn==0.54.0",
     "tqdm==4.70.1",
     "matplotlib==3.11.2",
+    "openai==3.51.0",
 ]
 DEEPSPEED = "deepspeed==0.19.8"
 EXTRAS = {
     "train": [DEEPSPEED, "wandb==0.31.0", "decord==0.6.0"],
     "flash": ["flash-attn==2.8.3"],
-    "test": [DEEPSPEED, "pytest==9.2.0", "pytest-timeout==2.4.0"],
+    # rich: `transformers serve` (the real OpenAI-compatible server the teacher tests start) needs it.
+    "test": [DEEPSPEED, "pytest==9.2.0", "pytest-timeout==2.4.0", "rich==15.0.0"],
 }
 
 setup(
@@ -42,7 +44,7 @@ setup(
     description="FFR (Find, Fix, Reason): teacher-patched GRPO for video reasoning, on an R1-V trainer",
     python_requires=">=3.10",
     package_dir={"": "src", "eval": "eval"},
-    packages=["r1v", "r1v.trainer", "ffr", "ffr.teacher", "eval", "eval.benchmarks"],
+    packages=["r1v", "r1v.trainer", "r1v.prepare", "ffr", "ffr.teacher", "eval", "eval.benchmarks"],
     install_requires=CORE,
     extras_require=EXTRAS,
 )

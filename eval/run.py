@@ -15,7 +15,9 @@ pending sample and appends to ``<bench>/predictions.rank{r}.jsonl``; after a bar
 the shards into ``predictions.jsonl`` and writes the summary. Every batch is appended with one
 ``os.write`` on an O_APPEND descriptor and fsync'd (``eval.predictions``), so a killed run loses
 at most the batch in flight; rerunning the same command skips the rows already on disk (a torn
-last line is dropped).
+last line is dropped). Resuming is refused, naming what changed, when the checkpoint's files, a
+benchmark's data root, a sample or its media file differ from those the rows were made from
+(``eval.fingerprint``); ``--restart`` discards the earlier results instead.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from eval import registry
+from eval.fingerprint import checkpoint_changes, checkpoint_fingerprint, sample_inputs, stale_rows
 from eval.generation import (DecodingConfig, Generator, batch_seed, load_model, loaded_batches,
                              pick_device)
 from eval.predictions import (PredictionWriter, atomic_write_text, merge_predictions, rank_file,
@@ -105,12 +108,23 @@ def make_row(sample, prompt: str, output: str, score: float | None, visual) -> d
             "answer": sample.answer, "prompt": prompt, "output": output,
             "parsed": extract_answer(output), "score": score,
             "n_frames": len(visual.timestamps) if hasattr(visual, "timestamps") else None,
-            "extra": sample.extra}
+            "extra": sample.extra, "inputs": sample_inputs(sample)}
 
 
 def pending_samples(samples: list, bench_dir: Path) -> list:
-    """Samples with a media file and no row on disk yet, in sample order."""
+    """Samples with a media file and no row on disk yet, in sample order.
+
+    Raises SystemExit naming the items when a row on disk was made from other inputs (the sample
+    or its media file changed since, see ``eval.fingerprint``): such rows would be silently mixed
+    into the new results.
+    """
     done = read_done(bench_dir)
+    stale = stale_rows(samples, done)
+    if stale:
+        shown = "; ".join(f"{i}: {why}" for i, why in stale[:5])
+        more = f" (+{len(stale) - 5} more)" if len(stale) > 5 else ""
+        raise SystemExit(f"{bench_dir}: {len(stale)} prediction row(s) were made from other inputs: {shown}{more}; "
+                         "rerun with --restart to discard the earlier results, or use another --out")
     return [s for s in samples if s.media_path is not None and s.id not in done]
 
 
@@ -223,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attn", default="sdpa", help="attn_implementation passed to from_pretrained.")
     p.add_argument("--max-samples", type=int, default=None, help="Only the first N samples (smoke runs).")
     p.add_argument("--strict", action="store_true", help="Fail on missing/unreadable media.")
+    p.add_argument("--restart", action="store_true",
+                   help="Discard every earlier result in --out (run_config.json, predictions, summaries) and "
+                        "start over, instead of resuming; needed when the checkpoint or data changed.")
     p.add_argument("--judge-url", default=None, help="OpenAI-compatible endpoint for judged items.")
     p.add_argument("--judge-model", default=None, help="Model name sent to the judge endpoint.")
     p.add_argument("--judge-api-key-file", default=None, help="File holding the judge's API key.")
@@ -270,19 +287,40 @@ def git_commit() -> str | None:
 
 
 def check_config(args: argparse.Namespace) -> None:
-    """Refuse to resume into an OUT whose run_config.json has other prediction-changing settings."""
+    """Refuse to resume into an OUT whose run_config.json has other prediction-changing settings,
+    another data root for a benchmark both runs evaluate, or a checkpoint whose files changed."""
     path = Path(args.out) / "run_config.json"
     if not path.exists():
         return
-    old, new = json.loads(path.read_text())["args"], vars(args)
-    # formats/subsets only have to agree for the benchmarks both invocations ran
+    written = json.loads(path.read_text())
+    old, new = written["args"], vars(args)
+    # formats/subsets/data roots only have to agree for the benchmarks both invocations ran
     common = sorted(set(old.get("benchmarks", [])) & set(args.benchmarks))
     clash = [k for k in RESUME_KEYS if k not in ("formats", "subsets") and old.get(k) != new[k]]
-    clash += [f"{k}[{n}]" for k in ("formats", "subsets") for n in common
+    clash += [f"{k}[{n}]" for k in ("formats", "subsets", "data_roots") for n in common
               if old.get(k, {}).get(n) != new[k][n]]
+    again = "use another --out, or --restart to discard its results"
     if clash:
-        raise SystemExit(f"{path} was written with different settings ({', '.join(clash)}); "
-                         "use another --out")
+        raise SystemExit(f"{path} was written with different settings ({', '.join(clash)}); {again}")
+    changed = checkpoint_changes(written.get("checkpoint_fingerprint"), checkpoint_fingerprint(args.model))
+    if changed:
+        raise SystemExit(f"{path}: the checkpoint {args.model} changed since its predictions were made "
+                         f"({'; '.join(changed)}); {again}")
+
+
+def discard_results(args: argparse.Namespace) -> None:
+    """``--restart``: delete run_config.json and the predictions and summary of every benchmark it
+    lists or that this run evaluates (other files in OUT are left alone)."""
+    out = Path(args.out)
+    path = out / "run_config.json"
+    listed = json.loads(path.read_text())["args"].get("benchmarks", []) if path.exists() else []
+    removed = [path] if path.exists() else []
+    for name in dict.fromkeys(listed + args.benchmarks):
+        bench_dir = out / name
+        removed += [p for p in [*bench_dir.glob("predictions*.jsonl"), bench_dir / "summary.json"] if p.exists()]
+    for p in removed:
+        p.unlink()
+    logger.warning("--restart: removed %d earlier result file(s) from %s", len(removed), out)
 
 
 def write_config(args: argparse.Namespace, extra: dict) -> None:
@@ -300,7 +338,9 @@ def write_config(args: argparse.Namespace, extra: dict) -> None:
         config["benchmarks"] = list(dict.fromkeys(old.get("benchmarks", []) + args.benchmarks))
         for key in ("data_roots", "formats", "subsets"):
             config[key] = {**old.get(key, {}), **config[key]}
-    text = json.dumps({"args": config, "git_commit": git_commit(), **extra}, indent=2, default=str)
+    fingerprint = checkpoint_fingerprint(args.model)
+    text = json.dumps({"args": config, "git_commit": git_commit(), "checkpoint_fingerprint": fingerprint, **extra},
+                      indent=2, default=str)
     atomic_write_text(path, text + "\n")
 
 
@@ -329,8 +369,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     """Run every requested benchmark; returns {name: summary} on rank 0 ({} elsewhere)."""
     args = resolve_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    check_config(args)  # on every rank, before the model loads: fail fast, never half the ranks
+    if not args.restart:
+        check_config(args)  # on every rank, before the model loads: fail fast, never half the ranks
     d = init_dist()
+    if args.restart and d.rank == 0:
+        discard_results(args)  # other ranks read OUT only after the barrier below
     ctx = build_context(args, d)
     if d.rank == 0:
         write_config(args, {"world_size": d.world, **ctx.generator.describe()})

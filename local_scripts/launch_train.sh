@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Shared torchrun launcher of the training scripts (train_grpo_video.sh, train_ffr_*.sh); not a
-# table row of its own. Usage: bash local_scripts/launch_train.sh MODULE [trainer flags ...]
-# MODULE is the entry point (r1v.grpo or ffr.train). The calling script sets MODEL_PATH, DATASET
-# and OUTPUT_DIR; the node layout comes from NPROC_PER_NODE (8), NNODES (1), NODE_RANK (0),
-# MASTER_ADDR and MASTER_PORT; DS_CONFIG (ZeRO-3) and PYTHON may be overridden. Every run starts
-# from configs/grpo_paper.yaml (paper App. D.4); later flags override it. Output is appended to
-# $OUTPUT_DIR/train.log.
+# Shared torchrun launcher of the training scripts (train_grpo_video.sh, train_ffr_*.sh,
+# train_tgrpo_video.sh, sft_video_r1.sh); not a table row of its own.
+# Usage: bash local_scripts/launch_train.sh MODULE [trainer flags ...]
+# MODULE is the entry point (r1v.grpo, ffr.train, r1v.tgrpo or r1v.sft). The calling script sets
+# MODEL_PATH, DATASET and OUTPUT_DIR; the node layout comes from NPROC_PER_NODE (8), NNODES (1),
+# NODE_RANK (0), MASTER_ADDR and MASTER_PORT; DS_CONFIG (ZeRO-3) and PYTHON may be overridden.
+# Every run starts from TRAIN_CONFIG (default configs/grpo_paper.yaml, paper App. D.4; SFT sets
+# configs/sft_video_r1.yaml); later flags override it. Output is appended to $OUTPUT_DIR/train.log.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODULE="${1:?usage: launch_train.sh MODULE [trainer flags ...]}"
@@ -17,6 +18,7 @@ NODE_RANK="${NODE_RANK:-0}"
 MASTER_ADDR="${MASTER_ADDR:-127.0.0.1}"
 MASTER_PORT="${MASTER_PORT:-29500}"
 DS_CONFIG="${DS_CONFIG:-$ROOT/local_scripts/zero3.json}"
+TRAIN_CONFIG="${TRAIN_CONFIG:-$ROOT/local_scripts/configs/grpo_paper.yaml}"
 PYTHON="${PYTHON:-python}"
 
 mkdir -p "$OUTPUT_DIR"
@@ -24,7 +26,7 @@ mkdir -p "$OUTPUT_DIR"
   --nproc_per_node "$NPROC_PER_NODE" --nnodes "$NNODES" --node_rank "$NODE_RANK" \
   --master_addr "$MASTER_ADDR" --master_port "$MASTER_PORT" \
   -m "$MODULE" \
-  --config "$ROOT/local_scripts/configs/grpo_paper.yaml" \
+  --config "$TRAIN_CONFIG" \
   --deepspeed "$DS_CONFIG" \
   --model_name_or_path "$MODEL_PATH" \
   --dataset_name "$DATASET" \

@@ -35,10 +35,10 @@ def touch_media(root: Path, pids):
 def test_jsonl_and_json_resolve_paths(tmp_path):
     touch_media(tmp_path, [1, 2])
     rows = [rec(1), rec(2, problem_type="numerical", solution="<answer>3</answer>"),
-            rec(1, problem_type="OCR", options=None)]
+            rec(3, problem_type="OCR", options=None, path="./videos/v1.mp4")]
     del rows[1]["options"]
     got = load_records(write_jsonl(tmp_path / "a.jsonl", rows))
-    assert [r["problem_id"] for r in got] == [1, 2, 1]
+    assert [r["problem_id"] for r in got] == [1, 2, 3]
     assert got[0]["path"] == str(tmp_path / "videos" / "v1.mp4") and os.path.isabs(got[0]["path"])
     assert got[0]["rel_path"] == "./videos/v1.mp4"
     assert got[1]["options"] == [] and got[2]["options"] == []
@@ -145,16 +145,18 @@ def test_mixture_loading(tmp_path, monkeypatch):
     write_jsonl(tmp_path / "a" / "ann.jsonl", [rec(i) for i in range(10)])
     touch_media(tmp_path / "media_b", range(100, 104))
     write_jsonl(tmp_path / "b" / "b.jsonl", [rec(i) for i in range(100, 104)] + [rec(999, problem_type="bad")])
+    touch_media(tmp_path / "c", range(200, 203))
+    write_jsonl(tmp_path / "c" / "c.jsonl", [rec(i) for i in range(200, 203)])
     monkeypatch.setenv("FFR_T_A", str(tmp_path / "a"))
     monkeypatch.delenv("FFR_T_B", raising=False)
     mix = tmp_path / "mix.yaml"
     mix.write_text("datasets:\n"
                    "  - json_path: ${FFR_T_A:-nowhere}/ann.jsonl\n    sampling_strategy: random:3\n"
                    "  - json_path: ${FFR_T_B:-b}/b.jsonl\n    data_root: media_b\n    sampling_strategy: first:50%\n"
-                   "  - json_path: ${FFR_T_A}/ann.jsonl\n    sampling_strategy: end:1\n")
+                   "  - json_path: c/c.jsonl\n    sampling_strategy: end:1\n")
     result = read_mixture(mix, base_dir=tmp_path, on_error="skip", seed=1)
     ids = [r["problem_id"] for r in result.records]
-    assert len(ids) == 3 + 2 + 1 and ids[3:] == [100, 101, 9]
+    assert len(ids) == 3 + 2 + 1 and ids[3:] == [100, 101, 202]
     assert result.skipped == 1
     assert ids == [r["problem_id"] for r in load_mixture(mix, base_dir=tmp_path, on_error="skip", seed=1)]
     other = [r["problem_id"] for r in load_mixture(mix, base_dir=tmp_path, on_error="skip", seed=2)]

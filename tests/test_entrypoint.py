@@ -60,3 +60,71 @@ def test_gradient_checkpointing_defaults_to_non_reentrant(tmp_path):
                                        "--activation_checkpointing", "true"])
     assert train.activation_checkpointing_kwargs == {"use_reentrant": False}
     assert train.gradient_checkpointing  # the deprecated alias mirrors the new name
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line papercuts and secrets in run_config.json
+# ---------------------------------------------------------------------------------------------
+def test_config_flag_forms(tmp_path, capsys):
+    from r1v.grpo import main
+
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("num_generations: 6\nuse_cpu: true\n")
+    _, train, _ = parse_config(TYPES, [f"--config={cfg}", "--output_dir", str(tmp_path)])
+    assert train.num_generations == 6
+    for argv, match in [(["--output_dir", "o", "--config"], "--config needs a YAML file path"),
+                        (["--config", "--output_dir", "o"], "--config needs a YAML file path"),
+                        (["--config="], "--config= needs a YAML file path"),
+                        (["--config", str(cfg), "--config", str(cfg)], "more than once"),
+                        (["--config", str(tmp_path / "nope.yaml")], "nope.yaml does not exist")]:
+        with pytest.raises((ValueError, FileNotFoundError), match=match):
+            parse_config(TYPES, argv)
+    with pytest.raises(SystemExit) as exc:  # the CLI says it in one line, without a traceback
+        main(["--output_dir", "o", "--config"])
+    assert exc.value.code == 2
+    assert "r1v.grpo: error: --config needs a YAML file path" in capsys.readouterr().err
+
+
+def test_yaml_null(tmp_path, caplog):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("max_prompt_length: null\nepsilon_high: null\nreward_weights: ~\ndata_root:\nbeta: null\n"
+                   "use_cpu: true\n")
+    script, train, _ = parse_config(TYPES, ["--config", str(cfg), "--output_dir", str(tmp_path)])
+    assert train.max_prompt_length is None  # Optional field: None (no limit), not its default 16384
+    assert train.epsilon_high == train.epsilon and script.reward_weights is None and script.data_root is None
+    assert train.beta == 0.04 and "beta is null but cannot be None" in caplog.text  # keeps the default
+    _, train, _ = parse_config(TYPES, ["--config", str(cfg), "--output_dir", str(tmp_path), "--max_prompt_length", "9"])
+    assert train.max_prompt_length == 9  # the CLI still wins over a YAML null
+    cfg.write_text("max_prompt_lenght: null\n")
+    with pytest.raises(ValueError, match="unknown key 'max_prompt_lenght'"):
+        parse_config(TYPES, ["--config", str(cfg), "--output_dir", str(tmp_path)])
+
+
+@pytest.mark.parametrize("flags, match", [(["--max_steps", "0"], "max_steps: must be a positive number"),
+                                          (["--max_steps", "-2"], "max_steps: must be a positive number"),
+                                          (["--num_train_epochs", "0"], "num_train_epochs: must be > 0"),
+                                          (["--skipped_prompts_max_frac", "1.5"], "skipped_prompts_max_frac: must lie in"),
+                                          (["--skipped_prompts_patience", "0"], "skipped_prompts_patience: must be >= 1")])
+def test_runs_that_train_nothing_are_refused(tmp_path, flags, match):
+    with pytest.raises(ValueError, match=match):
+        parse_config(TYPES, ["--output_dir", str(tmp_path), "--use_cpu", "true", *flags])
+
+
+SECRET = "sk-very-secret-value"
+
+
+@pytest.mark.parametrize("spelling", [["--teacher_api_key", SECRET], ["--teacher-api-key", SECRET],
+                                      [f"--teacher_api_key={SECRET}"], [f"--teacher-api-key={SECRET}"]])
+def test_run_config_never_holds_the_teacher_key(tmp_path, monkeypatch, spelling):
+    from ffr.train import FFRGRPOConfig, redact_argv
+
+    types = (GRPOScriptArguments, FFRGRPOConfig, ModelConfig)
+    argv = ["--output_dir", str(tmp_path), "--use_cpu", "true", *spelling, "--teacher_url", "http://h:1"]
+    configs = parse_config(types, argv)
+    assert configs[1].teacher_api_key == SECRET  # every spelling is accepted by the parser
+    assert SECRET not in " ".join(redact_argv(["prog", *argv]))
+    monkeypatch.setattr("sys.argv", ["ffr.train", *argv])
+    text = write_run_config(str(tmp_path), configs).read_text()  # the key is still in the config object here
+    assert SECRET not in text
+    data = json.loads(text)
+    assert data["FFRGRPOConfig"]["teacher_api_key"] == "***" and "***" in " ".join(data["argv"])

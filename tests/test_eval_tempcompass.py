@@ -85,7 +85,9 @@ def test_prompt_snapshots(samples):
 @pytest.mark.parametrize("pred,official,video_r1", [
     ("A. dunking a basketball", 1.0, 0.0), ("A", 1.0, 1.0), ("<answer>A</answer>", 1.0, 1.0), ("B", 0.0, 0.0),
     ("A. dunk", 1.0, 0.0), ("A) x", 1.0, 0.0), ("A</s>", 1.0, 0.0), ("(A)", None, 0.0), ("a", None, 0.0),
-    ("The answer is A", None, 0.0)])
+    ("The answer is A", None, 0.0),
+    ("<answer>A</answer> or <answer>B</answer>", 0.0, 1.0),  # video-r1: first tag (Video-R1 re.search)
+    ("<answer>B</answer> no: <answer>A</answer>", 1.0, 0.0)])
 def test_multi_choice_tables(samples, pred, official, video_r1):
     s = samples[f"multi-choice/{V}/action/0"]
     assert tc.score(pred, s, "official") == official
@@ -101,11 +103,41 @@ def test_yes_no_rule(samples, pred, expected):
 @pytest.mark.parametrize("pred,expected", [
     ("Caption A", 1.0), ("Caption A.", 1.0), ("A man is dunking a basketball.", 1.0),
     ("(A) A man is dunking a basketball.", 1.0), ("Caption B: The man is shooting a basketball.", 0.0),
-    ("Caption A: A man is dunking a basketball.", 1.0), ("A", None)])
+    ("Caption A: A man is dunking a basketball.", 1.0),
+    # Bare labels: the release also matches each label without its "Caption " word.
+    ("A", 1.0), ("A.", 1.0), ("<answer>A.</answer>", 1.0), ("B", 0.0), ("B.", 0.0), ("Caption B.", 0.0),
+    ("(A)", None), ("a", None), ("A)", None), ("C", None)])
 def test_caption_matching_rule(samples, pred, expected):
+    judge = StubJudge("Correct")
     assert tc.score(pred, samples[f"caption_matching/{V}/action/0"], "official") == expected
-    speed = samples[f"caption_matching/{V}/speed/0"]
-    assert tc.score("Option 2", speed, "official") == 1.0 and tc.score("Option 1", speed, "official") == 0.0
+    # Items the rule decides never reach the judge.
+    tc.score(pred, samples[f"caption_matching/{V}/action/0"], "official", judge)
+    assert len(judge.calls) == (expected is None)
+
+
+@pytest.mark.parametrize("pred,expected", [
+    ("Option 2", 1.0), ("Option 1", 0.0), ("Option 2.", 1.0), ("2", 1.0), ("2.", 1.0), ("1", 0.0), ("1.", 0.0),
+    ("Option 2: The video is in slow motion.", 1.0), ("The video is in time-lapse.", 0.0), ("2)", None),
+    ("3", None), ("Option 3", None)])
+def test_caption_matching_numbered_options(samples, pred, expected):
+    # Gold "Option 2: ..." is matched by its line, its label, its caption and its label's number.
+    assert tc.score(pred, samples[f"caption_matching/{V}/speed/0"], "official") == expected
+
+
+@pytest.mark.parametrize("pred,expected", [("Sentence B", 1.0), ("Sentence B.", 1.0), ("B", 1.0), ("B.", 1.0),
+                                           ("Sentence A", 0.0), ("A.", 0.0), ("Sentence", None)])
+def test_caption_matching_sentence_labels(pred, expected):
+    question = ("Which sentence better captures the essence of the video?\nSentence A: The man is moving from "
+                "left to right.\nSentence B: The man is moving from right to left.")
+    answer = "Sentence B: The man is moving from right to left."
+    assert rules.caption_matching_rule(pred, question, answer) == expected
+
+
+def test_caption_matching_one_word_labels_do_not_crash():
+    # Labels without a second word: a bare label still decides; the release's label[1] lookup has nothing to equal.
+    question = "Which one?\nX: red car.\nY: blue car."
+    assert rules.caption_matching_rule("X", question, "X: red car.") == 1.0
+    assert rules.caption_matching_rule("Y.", question, "X: red car.") == 0.0
 
 
 def test_judge_fallback_for_undecided_items(samples):

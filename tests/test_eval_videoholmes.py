@@ -78,7 +78,9 @@ def test_official_letter_rule(pred, parsed):
 @pytest.mark.parametrize("pred,official,video_r1", [
     ("<answer>F</answer>", 1.0, 1.0), ("<answer>F. friend</answer>", 1.0, 0.0), ("<answer>Based on clues, F</answer>",
                                                                                   0.0, 0.0),
-    ("<answer>[F]</answer>", 1.0, 0.0), ("<answer>f</answer>", 0.0, 0.0)])
+    ("<answer>[F]</answer>", 1.0, 0.0), ("<answer>f</answer>", 0.0, 0.0),
+    # Several answer tags: Video-R1's eval_bench.py reads the first (re.search), Video-Holmes' the last.
+    ("<answer>F</answer> wait <answer>A</answer>", 0.0, 1.0), ("<answer>A</answer> no, <answer>F</answer>", 1.0, 0.0)])
 def test_scoring_tables(samples, pred, official, video_r1):
     s = samples["fH6bbNJJfqk_1"]
     assert videoholmes.score(pred, s, "official") == official

@@ -47,6 +47,9 @@ def test_every_field_is_prefixed_defaulted_and_documented():
     ("teacher_breaker_failures", 0),
     ("teacher_breaker_cooldown_s", float("inf")),
     ("teacher_cache", 1),
+    ("teacher_max_failed_steps", -1),
+    ("teacher_max_failed_steps", 2.0),
+    ("teacher_on_failed_steps", "ignore"),
 ])
 def test_bad_values_raise_naming_the_field(field, value):
     with pytest.raises(ValueError, match=f"^{field}: "):

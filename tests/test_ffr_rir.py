@@ -47,22 +47,22 @@ def test_first_pass_correct_binary_and_graded():
 
 
 def test_choose_rollouts_cases_and_tie():
-    chosen = choose_rollouts(FIRST, REWARDS, PATCHED, HAS_PATCH)
+    chosen = choose_rollouts(FIRST, REWARDS, PATCHED, HAS_PATCH, patch_tax=0.3)
     assert chosen.tolist() == [F, T, F, F, F, F, F, F]
 
 
 def test_choose_rollouts_rejects_patch_on_correct_rollout():
     with pytest.raises(ValueError, match="has_patch: rollout index 0"):
-        choose_rollouts(b(T, F), f(1, 0), f(1, 1), b(T, T))
+        choose_rollouts(b(T, F), f(1, 0), f(1, 1), b(T, T), patch_tax=0.3)
 
 
 def test_choose_rollouts_rejects_nan_in_used_patched_reward():
     with pytest.raises(ValueError, match="patched_rewards: non-finite value at rollout index 1"):
-        choose_rollouts(b(F, F), f(0, 0), f(1, NAN), b(T, T))
+        choose_rollouts(b(F, F), f(0, 0), f(1, NAN), b(T, T), patch_tax=0.3)
 
 
 def test_rir_scalar_binary_hand_computed():
-    chosen = choose_rollouts(FIRST, REWARDS, PATCHED, HAS_PATCH)
+    chosen = choose_rollouts(FIRST, REWARDS, PATCHED, HAS_PATCH, patch_tax=0.3)
     s = rir_scalar(REWARDS, PATCHED, chosen, FMT, PATCHED_FMT, patch_tax=0.3, format_weight=1.0)
     expected = [
         2.0,  # c=1: 1 + 1 * fmt(o_0)=1
@@ -75,16 +75,19 @@ def test_rir_scalar_binary_hand_computed():
     assert s.dtype == torch.float32
 
 
-def test_rir_scalar_equals_paper_formula_for_every_binary_case():
-    """s = c + (1-c)(1-lam) r~ + w fmt(o^) over every valid binary combination."""
-    lam, w = 0.3, 0.5
+@pytest.mark.parametrize("lam", [0.0, 0.3, 0.7, 1.0])
+def test_rir_scalar_equals_paper_formula_for_every_binary_case(lam):
+    """Eq. 7-8 on binary rewards: o~ chosen iff c = 0 and r~ = 1 (every lambda, the lambda = 1
+    ablation included), s = c + (1-c)(1-lam) r~ + w fmt(o^), over every valid combination."""
+    w = 0.5
     for c, has, rt, fm, pfm in itertools.product((0, 1), (0, 1), (0, 1), (0, 1), (0, 1)):
         if c and has:
             continue  # correct rollouts are never patched
         r_t = rt if has else 0  # a missing patch behaves like a failed repair in Eq. 8
         first = b(bool(c))
-        chosen = choose_rollouts(first, f(c), f(rt if has else NAN), b(bool(has)))
+        chosen = choose_rollouts(first, f(c), f(rt if has else NAN), b(bool(has)), patch_tax=lam)
         s = rir_scalar(f(c), f(rt if has else NAN), chosen, f(fm), f(pfm), patch_tax=lam, format_weight=w)
+        assert bool(chosen) == bool(not c and has and rt), (c, has, rt)  # Eq. 7: r~ > r
         fmt_chosen = pfm if bool(chosen) else fm
         paper = c + (1 - c) * (1 - lam) * r_t + w * fmt_chosen
         assert s.item() == pytest.approx(paper), (c, has, rt, fm, pfm)
@@ -92,24 +95,58 @@ def test_rir_scalar_equals_paper_formula_for_every_binary_case():
 
 def test_rir_scalar_graded_rewards():
     # Numerical MRA rewards; threshold 1.0 so every rollout failed and was patched.
-    r = f(0.9, 0.5, 0.5, 0.2)
-    r_t = f(0.95, 0.5, 0.8, 0.1)
+    r = f(0.9, 0.5, 0.5, 0.2, 0.7)
+    r_t = f(0.95, 0.5, 0.8, 0.1, 1.0)
     first = first_pass_correct(r)
-    assert first.tolist() == [F, F, F, F]
-    chosen = choose_rollouts(first, r, r_t, b(T, T, T, T))
-    assert chosen.tolist() == [T, F, T, F]  # 0.95 > 0.9; 0.5 == 0.5 tie; 0.8 > 0.5; 0.1 < 0.2
-    s = rir_scalar(r, r_t, chosen, f(0, 0, 0, 0), f(0, 0, 0, 0), patch_tax=0.3, format_weight=1.0)
-    # 0.7 * 0.95 = 0.665 (taxed below the unassisted 0.9: strict repair); 0.5; 0.7 * 0.8 = 0.56; 0.2
-    assert s.tolist() == pytest.approx([0.665, 0.5, 0.56, 0.2], abs=1e-6)
+    assert first.tolist() == [F, F, F, F, F]
+    chosen = choose_rollouts(first, r, r_t, b(T, T, T, T, T), patch_tax=0.3)
+    # 0.7 * 0.95 = 0.665 < 0.9: the repair would earn less than no repair, keep o_i;
+    # 0.5 == 0.5 tie; 0.7 * 0.8 = 0.56 >= 0.5; 0.1 < 0.2; 0.7 * 1.0 = 0.7 == 0.7 (repair, no loss).
+    assert chosen.tolist() == [F, F, T, F, T]
+    s = rir_scalar(r, r_t, chosen, f(0, 0, 0, 0, 0), f(0, 0, 0, 0, 0), patch_tax=0.3, format_weight=1.0)
+    assert s.tolist() == pytest.approx([0.9, 0.5, 0.56, 0.2, 0.7], abs=1e-6)
+
+
+GRID = [i / 20 for i in range(21)]  # 0.00, 0.05, ..., 1.00
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.1, 0.3, 0.5, 0.7, 1.0])
+def test_rir_graded_is_monotone_in_the_repair_and_never_below_no_repair(lam):
+    """Over a grid of r, r~: the accuracy part of s equals max(r, (1 - lam) r~) for a failed,
+    patched rollout, so it never falls below r and never decreases as r~ grows (a better repair
+    never earns less than a worse one)."""
+    pairs = [(r, rt) for r in GRID[:-1] for rt in GRID]  # r < 1: failed at threshold 1.0
+    r = torch.tensor([p[0] for p in pairs])
+    r_t = torch.tensor([p[1] for p in pairs])
+    n = len(pairs)
+    zeros = torch.zeros(n)
+    res = compute_rir(r, first_pass_correct(r), r_t, torch.ones(n, dtype=torch.bool), zeros, zeros,
+                      group_size=n, patch_tax=lam, format_weight=0.0)
+    s = res.scalars
+    assert bool((s >= r).all()), [(pairs[i], s[i].item()) for i in (s < r).nonzero().flatten().tolist()]
+    expected = torch.maximum(r, (1.0 - lam) * r_t)
+    assert torch.allclose(s, expected, atol=1e-6)
+    by_r = s.view(len(GRID) - 1, len(GRID))  # rows: r fixed; columns: r~ ascending
+    assert bool((by_r[:, 1:] >= by_r[:, :-1]).all())
+    # A repair is chosen only if it beats r (Eq. 7) and, taxed, does not lose to it.
+    assert not bool((res.chosen_is_patched & ((r_t <= r) | ((1.0 - lam) * r_t < r))).any())
+
+
+def test_choose_rollouts_validates_patch_tax():
+    with pytest.raises(ValueError, match="patch_tax: must lie in"):
+        choose_rollouts(b(F), f(0), f(1), b(T), patch_tax=-0.1)
 
 
 def test_rir_scalar_graded_with_lower_threshold():
-    r = f(0.9, 0.5)
+    r = f(0.9, 0.5, 0.2)
     first = first_pass_correct(r, threshold=0.85)  # 0.9 counts as correct and is not sent
-    chosen = choose_rollouts(first, r, f(NAN, 0.6), b(F, T))
-    s = rir_scalar(r, f(NAN, 0.6), chosen, f(1, 1), f(NAN, 0), patch_tax=0.5, format_weight=0.5)
-    # idx0: 0.9 + 0.5 * 1 = 1.4 ; idx1: (1 - 0.5) * 0.6 + 0.5 * 0 = 0.3
-    assert s.tolist() == pytest.approx([1.4, 0.3], abs=1e-6)
+    r_t = f(NAN, 0.6, 0.6)
+    chosen = choose_rollouts(first, r, r_t, b(F, T, T), patch_tax=0.5)
+    # idx1: (1 - 0.5) * 0.6 = 0.3 < 0.5 keeps o_1; idx2: 0.3 >= 0.2 takes the repair
+    assert chosen.tolist() == [F, F, T]
+    s = rir_scalar(r, r_t, chosen, f(1, 1, 1), f(NAN, 0, 0), patch_tax=0.5, format_weight=0.5)
+    # idx0: 0.9 + 0.5 * 1 = 1.4 ; idx1: 0.5 + 0.5 * fmt(o_1)=1 = 1.0 ; idx2: 0.3 + 0.5 * fmt(o~_2)=0 = 0.3
+    assert s.tolist() == pytest.approx([1.4, 1.0, 0.3], abs=1e-6)
 
 
 def test_rir_scalar_validates_arguments():

@@ -10,6 +10,7 @@ import torch
 from ffr.coordination import all_reduce_max, any_rank, second_round_plan
 from ffr.patch import EVIDENCE_HEADER, EvidencePatch
 from ffr.teacher.backends import AnnotationBackend
+from ffr.teacher.client import ReadyProbe
 from ffr.teacher.schema import PatchResult
 from ffr.teacher.service import create_app, serve_in_thread
 from ffr.train import FFRGRPOConfig, main as ffr_main, redact_argv
@@ -61,6 +62,9 @@ class FakeTeacher:
 
     def ready(self):
         return True
+
+    def probe_ready(self):
+        return ReadyProbe(True, 200, "ready")
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +225,16 @@ def test_entry_point_redacts_key_and_writes_logs(tiny_qwen25_ckpt, synthetic_dir
     lines = [json.loads(x) for x in (out / "patch_log" / "rank0.jsonl").read_text().splitlines()]
     assert lines and {"step", "sample_id", "student_answer", "patch", "patched_answer", "outcome"} <= set(lines[0])
     assert {x["outcome"] for x in lines} <= {"fixed", "improved", "not_fixed", "no_patch"}
+    assert {"question", "options", "problem_type", "gold_answer", "video_path", "timestamps", "student_response",
+            "teacher_model", "prompt_version", "tokens_in", "tokens_out"} <= set(lines[0])
+    import contextlib
+    import io
+
+    from ffr.audit import main as audit_main
+
+    with contextlib.redirect_stdout(io.StringIO()) as tables:  # the audit reads the trainer's log as is
+        assert audit_main([str(out / "patch_log" / "rank0.jsonl"), "--out", str(tmp_path / "audit")]) == 0
+    assert "| Overall |" in tables.getvalue() and (tmp_path / "audit" / "table5_leakage.csv").exists()
     from ffr.plot import plot_intervention, read_series
 
     series = read_series(out / "metrics.jsonl")

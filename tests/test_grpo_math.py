@@ -1,11 +1,12 @@
 """GRPO math against hand-computed values (paper Eq. 2, 9-11)."""
 import math
+import os
 
 import pytest
 import torch
 
 from r1v.trainer.grpo_math import (
-    completion_mask_from_eos, group_advantages, grpo_loss, k3_kl, masked_mean, selective_log_softmax,
+    all_reduce_sum, completion_mask_from_eos, group_advantages, grpo_loss, k3_kl, masked_mean, selective_log_softmax,
 )
 
 
@@ -130,3 +131,82 @@ def test_masked_mean_empty_row_is_safe():
     m = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
     assert masked_mean(v, m, "grpo").item() == pytest.approx((1.5 + 0.0) / 2)
     assert masked_mean(v, m, "bnpo").item() == pytest.approx(1.5)
+
+
+def test_dr_grpo_equals_hand_formula():
+    """TRL's Dr. GRPO: masked token sum over the constant N * max_completion_length (not the token count)."""
+    logp, old, ref, adv, mask = _fixed_batch()
+    beta, eps, l_max = 0.04, 0.2, 7
+    m, lp, o, rf, a = mask.tolist(), logp.tolist(), old.tolist(), ref.tolist(), adv.tolist()
+    total = 0.0
+    for i in range(2):
+        for t in range(3):
+            if m[i][t]:
+                rho = math.exp(lp[i][t] - o[i][t])
+                surrogate = min(rho * a[i], min(max(rho, 1 - eps), 1 + eps) * a[i])
+                d = rf[i][t] - lp[i][t]
+                total += -(surrogate - beta * (math.exp(d) - d - 1))
+    out = grpo_loss(logp, old, ref, adv, mask, beta=beta, epsilon_low=eps, epsilon_high=eps, loss_type="dr_grpo",
+                    max_completion_length=l_max)
+    assert out.loss.item() == pytest.approx(total / (2 * l_max), abs=1e-9)
+    # The normaliser is a constant: the same token losses give the same value as 'bnpo' rescaled.
+    bnpo = grpo_loss(logp, old, ref, adv, mask, beta=beta, epsilon_low=eps, epsilon_high=eps, loss_type="bnpo")
+    assert out.loss.item() == pytest.approx(bnpo.loss.item() * mask.sum().item() / (2 * l_max), abs=1e-9)
+    assert out.kl.item() == pytest.approx(bnpo.kl.item())  # logged KL stays a per-token mean
+
+
+def test_dr_grpo_gradient_is_length_independent():
+    # Sequence-mean losses give each token of a short row more weight; Dr. GRPO does not.
+    logp = torch.zeros(2, 4, requires_grad=True)
+    mask = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    out = grpo_loss(logp, None, None, torch.tensor([1.0, 1.0]), mask, beta=0.0, epsilon_low=0.2, epsilon_high=0.2,
+                    loss_type="dr_grpo", max_completion_length=4)
+    out.loss.backward()
+    assert logp.grad.tolist() == [[-0.125, 0.0, 0.0, 0.0], [-0.125] * 4]
+
+
+def test_dr_grpo_needs_max_completion_length():
+    logp, old, ref, adv, mask = _fixed_batch()
+    with pytest.raises(ValueError, match="max_completion_length"):
+        grpo_loss(logp, old, ref, adv, mask, beta=0.04, epsilon_low=0.2, epsilon_high=0.2, loss_type="dr_grpo")
+    with pytest.raises(ValueError, match="unknown loss_type"):
+        masked_mean(logp, mask, "sum")
+
+
+# Global-batch advantages: 3 groups of G=4 split unevenly over 2 ranks (8 + 4 rollouts).
+_GLOBAL_REWARDS = [1.0, 0.0, 0.5, 1.0, 0.0, 0.0, 0.25, 1.0, 2.0, 2.0, 1.5, 0.0]
+_RANK_SLICES = [(0, 8), (8, 12)]
+
+
+def test_batch_scope_single_process_matches_torch_std():
+    r = torch.tensor(_GLOBAL_REWARDS)
+    ours = group_advantages(r, group_size=4, scope="batch", eps=1e-4, reduce_sum=all_reduce_sum)
+    assert torch.allclose(ours, (r - r.mean()) / (r.std() + 1e-4), atol=1e-6)
+
+
+def _batch_scope_worker(rank: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        lo, hi = _RANK_SLICES[rank]
+        local = torch.tensor(_GLOBAL_REWARDS[lo:hi])
+        adv = group_advantages(local, group_size=4, scope="batch", eps=1e-4, reduce_sum=all_reduce_sum)
+        torch.save(adv, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_batch_scope_uses_the_global_batch_across_ranks(tmp_path):
+    """Two gloo processes holding 8 and 4 rollouts get the advantages of the 12-rollout batch."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_batch_scope_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    got = torch.cat([torch.load(tmp_path / f"rank{k}.pt") for k in range(2)])
+    whole = torch.tensor(_GLOBAL_REWARDS)
+    expected = (whole - whole.mean()) / (whole.std() + 1e-4)
+    assert torch.allclose(got, expected, atol=1e-6)
+    # Per-rank statistics (the old behaviour) give different advantages on both ranks.
+    per_rank = torch.cat([group_advantages(whole[lo:hi], 4, "batch") for lo, hi in _RANK_SLICES])
+    assert not torch.allclose(per_rank, expected, atol=1e-3)

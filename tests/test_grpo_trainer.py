@@ -100,9 +100,10 @@ def test_num_iterations_two_reuses_batch_and_clip_is_live(tiny_qwen25_ckpt, synt
     assert max(h["clip_ratio"] for h in logs[1::2]) > 0.0
 
 
-def test_compute_loss_equals_formula_on_fixed_batch(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
+@pytest.mark.parametrize("loss_type", ["grpo", "dr_grpo"])
+def test_compute_loss_equals_formula_on_fixed_batch(tiny_qwen25_ckpt, synthetic_dir, tmp_path, loss_type):
     torch.manual_seed(0)
-    trainer = _trainer(tiny_qwen25_ckpt, _records(synthetic_dir), _args(tmp_path))
+    trainer = _trainer(tiny_qwen25_ckpt, _records(synthetic_dir), _args(tmp_path, loss_type=loss_type))
     rollouts = trainer.generate_and_score(_records(synthetic_dir, n=1))
     trainer.model.train()
     loss = trainer.compute_loss(trainer.model, rollouts)
@@ -116,7 +117,10 @@ def test_compute_loss_equals_formula_on_fixed_batch(tiny_qwen25_ckpt, synthetic_
         adv = rollouts.advantages.unsqueeze(1)
         kl = torch.exp(ref - logp) - (ref - logp) - 1
         per_tok = -(adv - 0.04 * kl)  # ratio == 1 with a single iteration
-        expect = ((per_tok * mask).sum(1) / mask.sum(1)).mean()
+        if loss_type == "grpo":
+            expect = ((per_tok * mask).sum(1) / mask.sum(1)).mean()
+        else:  # Dr. GRPO: constant normaliser rows x max_completion_length (8 in _args)
+            expect = (per_tok * mask).sum() / (mask.shape[0] * 8)
     assert abs(loss.item() - expect.item()) < 1e-6
     # The advantages are the group-standardised rewards (Eq. 2).
     r = rollouts.extras["reward"]

@@ -49,3 +49,81 @@ def test_ffr_scripts_set_their_row(tmp_path, script, env, expect):
     for name, value in expect.items():
         assert flag(argv, name) == value
     assert argv[-2:] == ["--seed", "1"]
+
+
+@pytest.mark.parametrize("script, model, out_name", [
+    ("traces_qwen3_32b.sh", "Qwen/Qwen3-VL-32B-Instruct", "qwen3_32b.jsonl"),
+    ("traces_qwen3_235b.sh", "Qwen/Qwen3-VL-235B-A22B-Instruct", "qwen3_235b.jsonl"),
+])
+def test_teacher_trace_scripts_call_the_trace_cli(tmp_path, script, model, out_name):
+    out = tmp_path / "sft" / out_name
+    argv = run_script(tmp_path, script, "--limit", "3", BASE_URL="http://127.0.0.1:9/v1", OUT=str(out),
+                      API_KEY_FILE=str(tmp_path / "key"))
+    assert argv[:2] == ["-m", "r1v.teacher_traces"]
+    assert flag(argv, "--model") == model and flag(argv, "--base-url") == "http://127.0.0.1:9/v1"
+    assert flag(argv, "--out") == str(out) and flag(argv, "--frames") == "16"
+    assert flag(argv, "--data").endswith("data/mix4k.jsonl")
+    assert flag(argv, "--api-key-file") == str(tmp_path / "key")
+    assert argv[-2:] == ["--limit", "3"] and out.parent.is_dir()
+
+
+def test_sft_script_launches_r1v_sft_with_its_config(tmp_path):
+    argv = run_script(tmp_path, "sft_video_r1.sh", "--max_steps", "5", NPROC_PER_NODE="2")
+    assert argv[:4] == ["-m", "torch.distributed.run", "--nproc_per_node", "2"] and "r1v.sft" in argv
+    assert flag(argv, "--config").endswith("local_scripts/configs/sft_video_r1.yaml")
+    assert flag(argv, "--deepspeed").endswith("local_scripts/zero2.json")
+    assert flag(argv, "--model_name_or_path") == "Qwen/Qwen2.5-VL-7B-Instruct"
+    assert flag(argv, "--dataset_name").endswith("data/Video-R1/Video-R1-COT-165k.json")
+    assert argv[-2:] == ["--max_steps", "5"]
+    # The SFT-on-teacher rows: same script, the trace file and Video-R1-SFT, ZeRO-3 on request.
+    argv = run_script(tmp_path, "sft_video_r1.sh", DATASET="/d/qwen3_32b.jsonl", MODEL_PATH="Video-R1/SFT",
+                      DS_CONFIG="/x/zero3.json")
+    assert flag(argv, "--dataset_name") == "/d/qwen3_32b.jsonl" and flag(argv, "--model_name_or_path") == "Video-R1/SFT"
+    assert flag(argv, "--deepspeed") == "/x/zero3.json"
+
+
+def test_tgrpo_script_launches_r1v_tgrpo_with_paper_config(tmp_path):
+    argv = run_script(tmp_path, "train_tgrpo_video.sh", "--len_control", "false")
+    assert "r1v.tgrpo" in argv and flag(argv, "--config").endswith("local_scripts/configs/grpo_paper.yaml")
+    assert flag(argv, "--deepspeed").endswith("local_scripts/zero3.json")
+    assert flag(argv, "--model_name_or_path") == "Video-R1/Qwen2.5-VL-7B-COT-SFT"
+    assert flag(argv, "--temporal") == "true"
+    assert argv[-2:] == ["--len_control", "false"]  # passthrough comes last, so it wins
+
+
+@pytest.mark.parametrize("module, config", [("r1v.sft", "sft_video_r1.yaml"), ("r1v.tgrpo", "grpo_paper.yaml")])
+def test_script_configs_parse_into_their_entry_points(tmp_path, module, config):
+    """Every key of the YAML a script passes is a field of that entry point (a typo would fail the launch)."""
+    import importlib
+
+    entry = importlib.import_module(module)
+    configs = entry.parse_args(["--config", str(ROOT / "local_scripts" / "configs" / config),
+                                "--model_name_or_path", "m", "--output_dir", str(tmp_path), "--bf16", "false",
+                                "--use_cpu", "true"])
+    assert configs[1].max_grad_norm == 5.0 and configs[0].max_frames == 16
+
+
+@pytest.mark.parametrize("teacher, expect", [
+    ("annotation", {"--backend": "annotation"}),
+    ("glm45v_api", {"--backend": "openai", "--protocol": "text", "--box-coords": "norm1000", "--model": "glm-4.5v"}),
+    ("gpt4o", {"--backend": "openai", "--protocol": "tools", "--json-mode": "json_schema"}),
+    ("vllm", {"--backend": "openai", "--base-url": "http://127.0.0.1:8000/v1", "--protocol": "tools"}),
+])
+def test_serve_teacher_presets(tmp_path, teacher, expect):
+    key = tmp_path / "upstream.key"
+    key.write_text("k")
+    argv = run_script(tmp_path, "serve_teacher.sh", "--max-turns", "5", TEACHER=teacher,
+                      TEACHER_ALLOWED_ROOT=str(tmp_path), TEACHER_UPSTREAM_KEY_FILE=str(key))
+    assert argv[:2] == ["-m", "ffr.teacher.service"] and flag(argv, "--allowed-root") == str(tmp_path)
+    for name, value in expect.items():
+        assert flag(argv, name) == value
+    assert argv[-2:] == ["--max-turns", "5"]
+
+
+def test_serve_teacher_refuses_an_api_preset_without_a_key_and_unknown_presets(tmp_path):
+    for teacher in ("glm45v_api", "nonsense"):
+        env = {**os.environ, "PYTHON": "true", "TEACHER": teacher, "TEACHER_ALLOWED_ROOT": str(tmp_path)}
+        env.pop("TEACHER_UPSTREAM_KEY_FILE", None)
+        done = subprocess.run(["bash", str(ROOT / "local_scripts" / "serve_teacher.sh")], env=env,
+                              capture_output=True, text=True, timeout=30)
+        assert done.returncode == 2 and teacher in done.stderr

@@ -26,7 +26,7 @@ def _sol(x):
     (GOOD.format("B."), _sol("B"), "multiple choice", 0.0),
     (GOOD.format("(B)"), _sol("B"), "multiple choice", 0.0),
     (GOOD.format("B) red"), _sol("B"), "multiple choice", 0.0),
-    ("<answer>A</answer> no wait <answer>B</answer>", _sol("B"), "multiple choice", 1.0),
+    ("<answer>A</answer> no wait <answer>B</answer>", _sol("B"), "multiple choice", 0.0),  # first pair counts
     ("B", _sol("B"), "multiple choice", 1.0),                 # untagged: whole text (format reward is 0)
     ("The answer is B", _sol("B"), "multiple choice", 0.0),
     # numerical: Video-R1 rule
@@ -176,3 +176,12 @@ def test_build_question_text_errors_name_the_item(sample, message):
 def test_type_instruction_unknown():
     with pytest.raises(ValueError, match="unknown problem_type 'yes/no'"):
         type_instruction("yes/no")
+
+
+def test_accuracy_takes_the_first_answer_pair_like_r1v_and_video_r1():
+    """R1-V's and Video-R1's rewards use re.search: a completion with two answer tags scores its first."""
+    from r1v.rewards import accuracy_reward
+
+    two = "<think>x</think><answer>A</answer> wait <answer>B</answer>"
+    assert accuracy_reward(two, "<answer>A</answer>", "multiple choice") == 1.0
+    assert accuracy_reward(two, "<answer>B</answer>", "multiple choice") == 0.0

@@ -289,8 +289,9 @@ def test_from_args_and_validation():
     args = SimpleNamespace(teacher_url="http://127.0.0.1:1/", teacher_api_key=None, teacher_timeout_s=3.0,
                            teacher_step_deadline_s=9.0, teacher_max_concurrency=3, teacher_max_retries=1,
                            teacher_backoff_s=0.1, teacher_breaker_failures=4, teacher_breaker_cooldown_s=2.0,
-                           teacher_cache=False)
+                           teacher_cache=False, teacher_price_in_per_mtok=2.5, teacher_price_out_per_mtok=10.0)
     with TeacherClient.from_args(args) as c:
+        assert c.prices == (2.5, 10.0)
         assert (c.url, c.timeout_s, c.step_deadline_s, c.max_concurrency) == ("http://127.0.0.1:1", 3.0, 9.0, 3)
         assert (c.max_retries, c.backoff_s, c.breaker.failures, c.breaker.cooldown_s) == (1, 0.1, 4, 2.0)
         assert c.request_patches([]) == []

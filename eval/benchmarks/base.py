@@ -13,8 +13,8 @@ module-level names, described by :class:`Benchmark`:
 Two protocols exist everywhere (BENCHMARKS.md §0):
 
 - ``"video-r1"`` (default): one R1 reasoning prompt (``r1v.prompts``), the
-  ``<answer>`` content, exact option letter / Video-R1 numeric and MRA rules
-  (``r1v.rewards.accuracy_reward``), micro accuracy.
+  first ``<answer>`` content (Video-R1's ``re.search``), exact option letter /
+  Video-R1 numeric and MRA rules (``r1v.rewards.ACCURACY_BY_TYPE``), micro accuracy.
 - ``"official"``: each benchmark's own rule-based scorer, quirk for quirk.
   LLM-judged parts go through ``judge`` (``eval.judge.OpenAIJudge``); without
   one the item scores ``None`` (reported as unjudged, never guessed).
@@ -288,10 +288,19 @@ def video_r1_prompt(sample: EvalSample) -> str:
 
 
 def video_r1_score(prediction: str, sample: EvalSample) -> float:
-    """Video-R1 scoring: the reward's accuracy rule on the ``<answer>`` content."""
-    from r1v.rewards import accuracy_reward
+    """Video-R1 scoring: the reward's per-type accuracy rule on the FIRST ``<answer>`` content.
 
-    return float(accuracy_reward(prediction, f"<answer>{sample.answer}</answer>", sample.problem_type))
+    Video-R1's ``eval_bench.py`` reads the answer with ``re.search`` (first tag pair), so an
+    output with several answer tags is scored on its first one (whole output without a tag).
+    """
+    from r1v.answers import extract_answer
+    from r1v.rewards import ACCURACY_BY_TYPE
+
+    rule = ACCURACY_BY_TYPE.get(sample.problem_type)
+    if rule is None:
+        raise ValueError(f"{sample.id}: unknown problem_type {sample.problem_type!r}; "
+                         f"expected one of {list(ACCURACY_BY_TYPE)}")
+    return float(rule(extract_answer(prediction, occurrence="first"), sample.answer))
 
 
 # ---------------------------------------------------------------- aggregation

@@ -103,11 +103,19 @@ def yes_no_rule(pred: str, answer: str) -> float | None:
 def caption_matching_rule(pred: str, question: str, answer: str) -> float | None:
     """``eval_caption_matching.py`` ``eval_rule``: option line, sentence or index; else None.
 
-    Later matches override earlier ones, exactly as the release's three loops do.
+    Indices are the option labels (``Caption A``, ``Sentence B``, ``Option 2``) followed by the
+    same labels without their ``Caption ``/``Sentence ``/``Option `` word (``A``, ``B``, ``2``);
+    a prediction matches an index as written or with every ``.`` removed, so ``A``, ``A.``,
+    ``Caption A.``, ``2``, ``2.`` and ``Option 2`` are all decided by rule. Later matches
+    override earlier ones, exactly as the release's three loops do. The matched string is
+    correct iff it equals the gold line, its label, its caption, or its label's second word
+    (``Option 2: ...`` -> ``2``); a one-word label, where the release would raise IndexError,
+    has no second word to equal.
     """
     option_strs = question.split("\n")[1:]
     option_sents = [opt.split(": ")[1] for opt in option_strs]
-    option_inds = [opt.split(": ")[0] for opt in option_strs]
+    labels = [opt.split(": ")[0] for opt in option_strs]
+    option_inds = labels + [_strip_label_word(label) for label in labels]
     matched = None
     for opt in option_strs:
         if opt == pred:
@@ -120,7 +128,15 @@ def caption_matching_rule(pred: str, question: str, answer: str) -> float | None
             matched = ind
     if matched is None:
         return None
-    return float(matched == answer or matched == answer.split(":")[0] or matched == answer.split(": ")[1])
+    gold_label = answer.split(": ")[0]
+    gold_label_words = gold_label.split()
+    return float(matched == answer or matched == answer.split(":")[0] or matched == answer.split(": ")[1]
+                 or (len(gold_label_words) > 1 and matched == gold_label_words[1]))
+
+
+def _strip_label_word(label: str) -> str:
+    """The release's ``.replace('Sentence ', '').replace('Option ', '').replace('Caption ', '')``."""
+    return label.replace("Sentence ", "").replace("Option ", "").replace("Caption ", "")
 
 
 def judge_messages(task: str, question: str, answer: str, pred: str) -> list[dict]:

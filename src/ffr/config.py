@@ -28,7 +28,10 @@ from typing import Any, Literal, Optional
 logger = logging.getLogger(__name__)
 
 EXTRA_VISUAL_MODES = ("none", "dense_frames", "region_crops")
+FAILED_STEP_ACTIONS = ("error", "warn")
 REDACTED = "***"
+# The one list of secret fields: redacted in the run config, argv, logs and ffr_config_dict.
+SECRET_FIELDS = ("teacher_api_key",)
 
 
 @dataclass
@@ -128,6 +131,32 @@ class FFRArguments:
         default=True,
         metadata={"help": "Reuse the teacher's patch for an identical (sample, response) request."},
     )
+    teacher_price_in_per_mtok: float = field(
+        default=0.0,
+        metadata={"help": "Price in USD per million prompt tokens of the teacher model; with the output price "
+                          "it turns the teacher/tokens_in and teacher/tokens_out metrics into teacher/cost_usd "
+                          "(0 = not logged)."},
+    )
+    teacher_price_out_per_mtok: float = field(
+        default=0.0,
+        metadata={"help": "Price in USD per million completion tokens of the teacher model (see "
+                          "teacher_price_in_per_mtok)."},
+    )
+    teacher_max_failed_steps: int = field(
+        default=20,
+        metadata={"help": "Consecutive teacher rounds (one per generated batch: one per optimizer step unless "
+                          "gradient_accumulation_steps > 1) in which, over all ranks, the teacher returned "
+                          "errors or timeouts and not a single patch, before teacher_on_failed_steps acts. "
+                          "Rounds without requests do not count; a round with a patch resets the count. "
+                          "0 disables the check. Without it a dead or misconfigured teacher silently turns "
+                          "FFR into vanilla GRPO."},
+    )
+    teacher_on_failed_steps: Literal["error", "warn"] = field(
+        default="error",
+        metadata={"help": "What teacher_max_failed_steps failed rounds in a row do: 'error' stops the run "
+                          "(every rank raises, at the same step), 'warn' logs a warning and trains on "
+                          "unassisted."},
+    )
 
     def __post_init__(self) -> None:
         validate_ffr_config(self)
@@ -223,6 +252,10 @@ def validate_ffr_config(cfg: Any) -> None:
     _check_number(cfg, "teacher_backoff_s", 0.0)
     _check_int(cfg, "teacher_breaker_failures", 1)
     _check_number(cfg, "teacher_breaker_cooldown_s", 0.0)
+    _check_number(cfg, "teacher_price_in_per_mtok", 0.0)
+    _check_number(cfg, "teacher_price_out_per_mtok", 0.0)
+    _check_int(cfg, "teacher_max_failed_steps", 0)
+    _check_choice(cfg, "teacher_on_failed_steps", FAILED_STEP_ACTIONS)
     if cfg.ffr_enable and cfg.teacher_step_deadline_s < cfg.teacher_timeout_s:
         # Legal (the deadline cuts requests short) but usually a typo; say so once.
         logger.warning("teacher_step_deadline_s (%s) < teacher_timeout_s (%s): requests are bounded "
@@ -235,8 +268,9 @@ def ffr_config_dict(cfg: Any) -> dict[str, Any]:
     Meant for the resolved-config file written to output_dir and for run loggers.
     """
     out = {name: getattr(cfg, name) for name in ffr_field_names()}
-    if out["teacher_api_key"] is not None:
-        out["teacher_api_key"] = REDACTED
+    for name in SECRET_FIELDS:
+        if out[name] is not None:
+            out[name] = REDACTED
     return out
 
 

@@ -10,8 +10,9 @@ is meant to carry.
 Gates, in order (the first hit is reported):
 1. answer phrases: "the answer is", "correct option", "answer: ..." (any gold);
 2. option letters (multiple choice): the gold letter in an option context
-   ("option B", "answer is B", "(B)", "B)"), then any other option letter in
-   such a context (ruling options out leaks by elimination);
+   ("option B", "answer is B", "choice should have been B", "pick B", "(B)",
+   "B)"), then any other option letter in such a context (ruling options out
+   leaks by elimination);
 3. gold text: the gold option's text (multiple choice) or the gold answer
    (OCR / free-form), as a whole word when it is one word, else by rapidfuzz
    partial ratio >= `FUZZY_THRESHOLD` on normalised text;
@@ -22,7 +23,11 @@ Gates, in order (the first hit is reported):
 Known limits (documented, not hidden): paraphrases of the gold text are not
 caught (the teacher's negative prompt and blind-test rule handle those); one-word
 yes/no/true/false golds are not text-matched (too common in normal guidance);
-a patch field shorter than a long free-form gold is not fuzzy-matched.
+a patch field shorter than a long free-form gold is not fuzzy-matched; values
+the student could derive (endpoints of a duration, factors of an area) pass; a
+time in seconds equal to a numerical gold is flagged even when it is only a
+bound ("between 1 s and 5 s" for a count of 5), since for duration questions
+it is the answer. tests/fixtures/leak_labelled.jsonl measures these limits.
 """
 from __future__ import annotations
 
@@ -47,8 +52,14 @@ _ANSWER_PHRASE = re.compile(
     r"|\bcorrect\s+(?:answer|option|choice)\b|\banswer\s*[:=]",
     re.IGNORECASE)
 _LETTER_KEYWORD = r"(?i:options?|choices?|answers?|letters?|alternatives?)"
+# "should have been B", "would be B", "must be B" after a letter keyword.
+_MODAL_BE = r"(?i:(?:should|would|must|could|might|will|may)\s+(?:have\s+)?(?:be|been))"
 _LETTER_REF = [
     re.compile(_LETTER_KEYWORD + r"\s*(?:(?i:is|was)\s+|[:=#-]\s*)?\(?([A-Z])\)?(?![\w])"),
+    re.compile(_LETTER_KEYWORD + r"\s+" + _MODAL_BE + r"\s+\(?([A-Z])\)?(?![\w])"),
+    # An imperative choice verb before a capital letter ("pick B", "go with D"); the letter
+    # must be upper case, so "select a frame" is not a letter reference.
+    re.compile(r"\b(?i:pick|choose|select|go\s+with|opt\s+for)\s+\(?([A-Z])\)?(?![\w'])"),
     re.compile(r"\(([A-Z])\)"),
     re.compile(r"(?<![\w(])([A-Z])\)"),
 ]

@@ -14,10 +14,21 @@ Conventions shared by every function here:
   and o~_i, read the same way.
 
 Graded rewards. Eq. 4 reads c_i = 1[r_i >= threshold]; the default threshold 1.0
-is the paper's binary rule. Eq. 7 compares graded rewards directly. Eq. 8 is
-implemented in its "chosen rollout" form, which is identical to the paper's
-formula for binary rewards and uses the graded value of the chosen rollout
-otherwise (see `rir_scalar`).
+is the paper's binary rule. Eq. 8 is implemented in its "chosen rollout" form
+(see `rir_scalar`), which uses the graded value of the chosen rollout.
+
+Choice rule (Eq. 7, monotone form). The patched rollout is chosen iff
+
+    c_i = 0,  a patch exists,  r~_i > r_i  and  (1 - lambda) * r~_i >= r_i,
+
+so its accuracy term is max(r_i, (1 - lambda) r~_i): a better repair never earns
+less than a worse one, and no repair earns less than keeping o_i. Read literally
+on graded rewards, Eq. 7 (r~_i > r_i alone) would pick a repair at 0.95 over an
+unassisted 0.9 and pay it 0.7 * 0.95 = 0.665 < 0.9. On binary rewards the rule is
+exactly Eq. 7-8 for every lambda in [0, 1]: a repair is chosen iff r_i = 0 and
+r~_i = 1 (the second condition holds then, as 1 - lambda >= 0), including the
+lambda = 1 ablation (paper Fig. 7), where the chosen repair earns 0 accuracy.
+Ties r~_i == r_i keep the unassisted rollout (paper App. D.2).
 """
 from __future__ import annotations
 
@@ -70,11 +81,14 @@ def first_pass_correct(rewards: torch.Tensor, threshold: float = 1.0) -> torch.T
 
 
 def choose_rollouts(first_correct: torch.Tensor, rewards: torch.Tensor,
-                    patched_rewards: torch.Tensor, has_patch: torch.Tensor) -> torch.Tensor:
-    """Eq. 7: o^_i = o~_i if c_i = 0 and r~_i > r_i, else o_i.
+                    patched_rewards: torch.Tensor, has_patch: torch.Tensor, *, patch_tax: float) -> torch.Tensor:
+    """Eq. 7 (monotone form): o^_i = o~_i iff c_i = 0, r~_i > r_i and (1 - lambda) r~_i >= r_i.
 
-    Ties (r~_i == r_i) keep the unassisted rollout (paper App. D.2); a failed
-    rollout without a patch (teacher error, timeout, leak) keeps o_i.
+    patch_tax is lambda of Eq. 8 (the value `rir_scalar` gets): a repair is chosen
+    only if its taxed reward is at least the unassisted one (see the module
+    docstring; identical to Eq. 7 on binary rewards). Ties (r~_i == r_i) keep the
+    unassisted rollout (paper App. D.2); a failed rollout without a patch
+    (teacher error, timeout, leak) keeps o_i.
     All inputs (N,); first_correct and has_patch bool. has_patch must be false
     wherever first_correct is true (only failures are sent to the teacher).
     Returns chosen_is_patched: (N,) bool.
@@ -89,11 +103,21 @@ def choose_rollouts(first_correct: torch.Tensor, rewards: torch.Tensor,
     if bool(both.any()):
         raise ValueError(f"has_patch: rollout index {int(both.nonzero()[0])} is first-pass correct "
                          "but has a patch; only failed rollouts are repaired")
+    _check_patch_tax(patch_tax)
     _check_finite("rewards", rewards)
     _check_finite("patched_rewards", patched_rewards, has_patch)
     # NaN in unpatched slots compares False, and is masked by has_patch anyway.
-    improved = torch.where(has_patch, patched_rewards, rewards) > rewards
-    return (~first_correct) & has_patch & improved
+    patched = torch.where(has_patch, patched_rewards, rewards).float()
+    r = rewards.float()
+    # The taxed value is computed exactly as rir_scalar computes it, so a chosen
+    # repair's accuracy term is >= r_i in float arithmetic too.
+    taxed = (1.0 - patch_tax) * patched
+    return (~first_correct) & has_patch & (patched > r) & (taxed >= r)
+
+
+def _check_patch_tax(patch_tax: float) -> None:
+    if not 0.0 <= patch_tax <= 1.0:
+        raise ValueError(f"patch_tax: must lie in [0, 1], got {patch_tax}")
 
 
 def rir_scalar(rewards: torch.Tensor, patched_rewards: torch.Tensor, chosen_is_patched: torch.Tensor,
@@ -107,8 +131,9 @@ def rir_scalar(rewards: torch.Tensor, patched_rewards: torch.Tensor, chosen_is_p
     For binary rewards this equals the paper's s_i = c_i + (1 - c_i)(1 - lambda) r~_i
     + w_fmt f(o^_i): p_i = 1 implies c_i = 0, r~_i = 1; p_i = 0 means c_i = 1
     (s = 1) or c_i = 0 with r~_i = 0 / no patch (s = 0). For graded rewards the
-    graded value of the chosen rollout replaces c_i (unassisted) or r~_i (repaired),
-    so a repair is always taxed, even when (1 - lambda) r~_i < r_i.
+    graded value of the chosen rollout replaces c_i (unassisted) or r~_i (repaired);
+    with p_i from `choose_rollouts` (same lambda) the accuracy term is
+    max(r_i, (1 - lambda) r~_i) for a patched failure, never below r_i.
     All tensors (N,); returns s: (N,) float32.
     """
     _check_1d("chosen_is_patched", chosen_is_patched)
@@ -116,8 +141,7 @@ def rir_scalar(rewards: torch.Tensor, patched_rewards: torch.Tensor, chosen_is_p
     for name, t in (("rewards", rewards), ("patched_rewards", patched_rewards),
                     ("format_rewards", format_rewards), ("patched_format_rewards", patched_format_rewards)):
         _check_1d(name, t, n)
-    if not 0.0 <= patch_tax <= 1.0:
-        raise ValueError(f"patch_tax: must lie in [0, 1], got {patch_tax}")
+    _check_patch_tax(patch_tax)
     if format_weight < 0.0:
         raise ValueError(f"format_weight: must be >= 0, got {format_weight}")
     p = chosen_is_patched.to(torch.bool)
@@ -176,7 +200,7 @@ def compute_rir(rewards: torch.Tensor, first_correct: torch.Tensor, patched_rewa
                 scope: Literal["group", "batch"] = "group", eps: float = ADVANTAGE_EPS) -> RIRResult:
     """Eq. 7 -> 8 -> 9 in one call. `first_correct` is the mask computed with
     `first_pass_correct` before the teacher round (it decided who was sent)."""
-    chosen = choose_rollouts(first_correct, rewards, patched_rewards, has_patch)
+    chosen = choose_rollouts(first_correct, rewards, patched_rewards, has_patch, patch_tax=patch_tax)
     s = rir_scalar(rewards, patched_rewards, chosen, format_rewards, patched_format_rewards,
                    patch_tax=patch_tax, format_weight=format_weight)
     adv = group_advantages(s, group_size, scope=scope, eps=eps)

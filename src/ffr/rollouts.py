@@ -1,12 +1,16 @@
-"""Helpers of the FFR trainer: distributed limits, assembly of chosen rollouts (Eq. 7, 10), frames."""
+"""Helpers of the FFR trainer: distributed limits, assembly of chosen rollouts (Eq. 7, 10), frames,
+teacher requests (shared with ``ffr.mine``)."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
 from PIL import Image
+from pydantic import ValidationError
 
+from ffr.teacher.schema import PatchRequestItem
 from r1v.answers import extract_answer
+from r1v.prompts import build_question_text
 from r1v.trainer.batch import RolloutBatch
 
 
@@ -57,6 +61,23 @@ def assemble_chosen(first: RolloutBatch, second: Optional[RolloutBatch], rows: l
 def gold_answer(record: dict) -> str:
     """The extracted gold answer (option letter, number or text) of a record's solution."""
     return extract_answer(record["solution"])
+
+
+def build_request_item(record: dict, sample_id: str, timestamps, student_response: str,
+                       use_gt: bool) -> PatchRequestItem:
+    """The teacher request for one failed rollout of `record` (Eq. 5; no gold answer when not `use_gt`).
+
+    timestamps: seconds of the frames the student saw ([] for an image). Raises
+    ValueError naming the problem_id when the record cannot make a valid request.
+    """
+    try:
+        return PatchRequestItem(
+            sample_id=sample_id, video_path=record["path"], timestamps=[float(t) for t in timestamps],
+            question=build_question_text(record), options=list(record.get("options") or []),
+            problem_type=record["problem_type"], student_response=student_response,
+            gold_answer=gold_answer(record) if use_gt else None, evidence=record.get("evidence"))
+    except ValidationError as err:
+        raise ValueError(f"problem_id={record.get('problem_id')!r}: cannot build a teacher request: {err}") from err
 
 
 def frame_size(visual) -> tuple[int, int]:

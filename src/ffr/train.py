@@ -17,14 +17,13 @@ import sys
 from dataclasses import dataclass
 from typing import Optional
 
-from ffr.config import REDACTED, FFRArguments, take_teacher_secret
+from ffr.config import SECRET_FIELDS, FFRArguments, take_teacher_secret
 from ffr.trainer import FFRTrainer
 from r1v import grpo
-from r1v.config import GRPOConfig, GRPOScriptArguments, ModelConfig, parse_config
+from r1v import config as r1v_config
+from r1v.config import GRPOConfig, GRPOScriptArguments, ModelConfig
 
 logger = logging.getLogger("ffr.train")
-
-_SECRET_FLAGS = ("--teacher_api_key",)
 
 
 @dataclass
@@ -32,25 +31,16 @@ class FFRGRPOConfig(FFRArguments, GRPOConfig):
     """``GRPOConfig`` (TrainingArguments + GRPO knobs) plus the FFR and teacher-client fields.
 
     ``FFRArguments`` comes first so its ``__post_init__`` validates the FFR fields and then
-    chains to ``TrainingArguments.__post_init__``.
+    chains to ``TrainingArguments.__post_init__``. ``SECRET_FIELDS`` tells ``write_run_config``
+    which fields to redact.
     """
+
+    SECRET_FIELDS = SECRET_FIELDS  # a plain class attribute, not a dataclass field
 
 
 def redact_argv(argv: list[str]) -> list[str]:
-    """Copy of ``argv`` with the value of every secret flag replaced by ``***``."""
-    out, hide_next = [], False
-    for arg in argv:
-        if hide_next:
-            out.append(REDACTED)
-            hide_next = False
-        elif arg in _SECRET_FLAGS:
-            out.append(arg)
-            hide_next = True
-        elif arg.startswith(tuple(f"{flag}=" for flag in _SECRET_FLAGS)):
-            out.append(arg.split("=", 1)[0] + "=" + REDACTED)
-        else:
-            out.append(arg)
-    return out
+    """Copy of ``argv`` with the value of every secret flag (each spelling, ``=`` forms too) replaced by ``***``."""
+    return r1v_config.redact_argv(argv, SECRET_FIELDS)
 
 
 def run(configs: tuple, extra_kwargs: Optional[dict] = None) -> FFRTrainer:
@@ -61,8 +51,8 @@ def run(configs: tuple, extra_kwargs: Optional[dict] = None) -> FFRTrainer:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    configs = parse_config((GRPOScriptArguments, FFRGRPOConfig, ModelConfig), argv)
-    # The run config records sys.argv; a key given on the command line must not land there.
+    configs = grpo.parse_cli((GRPOScriptArguments, FFRGRPOConfig, ModelConfig), argv, prog="ffr.train")
+    # wandb and other trackers record sys.argv; a key given on the command line must not land there.
     sys.argv = redact_argv(sys.argv)
     run(configs)
 

@@ -25,7 +25,8 @@ the chosen rollout.
 With ``ffr_enable`` false both overrides defer to the base class: vanilla GRPO.
 A teacher fault (down, slow, 5xx, garbage, leak, bad frame indices) means "no
 patch" for that rollout, is counted in ``teacher/*`` / ``ffr/*`` metrics and
-never stops the step.
+never stops the step; but a teacher that refuses the run's key at start, or fails
+``teacher_max_failed_steps`` rounds in a row, stops the run (``ffr.teacher_health``).
 
 Extra visual context (``ffr_extra_visual``): up to ``ffr_extra_visual_max_images``
 PIL images per patched prompt, cut from the frames the student already saw
@@ -48,18 +49,18 @@ from typing import Optional
 
 import torch
 from PIL import Image
-from pydantic import ValidationError
 
 from ffr.config import REDACTED, ffr_field_names, take_teacher_secret
 from ffr.coordination import second_round_plan
+from ffr.teacher_health import FailedRoundGuard, check_teacher_at_start
 from ffr.leakage import patch_leaks
 from ffr.patch import EvidencePatch, render_patch
-from ffr.rollouts import assemble_chosen, check_distributed_limits, frame_size, frames_as_images, gold_answer, spread
+from ffr.rollouts import (assemble_chosen, build_request_item, check_distributed_limits, frame_size,
+                          frames_as_images, gold_answer, spread)
 from ffr.rir import ERROR_TYPES, choose_rollouts, first_pass_correct, rir_counts, rir_metrics_from_counts, rir_scalar
 from ffr.teacher.client import TeacherClient
 from ffr.teacher.schema import PatchRequestItem, PatchResult
 from r1v.answers import extract_answer
-from r1v.prompts import build_question_text
 from r1v.rollout import generate_rollouts
 from r1v.trainer.batch import PromptBatch, RolloutBatch
 from r1v.trainer.grpo_trainer import Qwen2VLGRPOTrainer
@@ -93,7 +94,8 @@ class Repair:
 class FFRTrainer(Qwen2VLGRPOTrainer):
     """Qwen2VLGRPOTrainer plus FFR; ``args`` must mix in ``FFRArguments`` (``ffr.train.FFRGRPOConfig``).
 
-    teacher_client: an existing client (tests); default: built from the ``teacher_*`` fields.
+    teacher_client: an existing client (tests; needs ``url``, ``probe_ready``, ``request_patches``,
+        ``snapshot``); default: built from the ``teacher_*`` fields.
     teacher_api_key: the bearer token when it was taken out of ``args`` (``ffr.train`` does,
         so no config dump or checkpoint holds it); default: ``args.teacher_api_key``.
     """
@@ -125,9 +127,9 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
                            "their reward_weights are ignored")
         self._second_sampling = dataclasses.replace(self.sampling, num_return_sequences=1)
         self.teacher = teacher_client or self._build_teacher(teacher_api_key)
-        if self.accelerator.is_main_process and not self.teacher.ready():
-            logger.warning("teacher at %s is not ready; failed rollouts train unassisted until it answers",
-                           self.teacher.url)
+        check_teacher_at_start(self.teacher, self.accelerator.device, self.accelerator.is_main_process)
+        self.teacher_guard = FailedRoundGuard(args.teacher_max_failed_steps, args.teacher_on_failed_steps,
+                                              self.teacher.url)
 
     def _build_teacher(self, api_key: Optional[str]) -> TeacherClient:
         if api_key is None:
@@ -150,6 +152,10 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
         repairs = self.build_requests(first, first_correct)
         with self.timer("ffr_teacher"):
             results = self.request_patches([r.item for r in repairs]) if repairs else []
+        # Collective, on every rank, after its teacher round: may stop the run (all ranks at once).
+        failed_rounds = self.teacher_guard.update(results, self.accelerator.device)
+        if self.teacher_guard.max_failed:
+            self.metrics.add("teacher/consecutive_failed_rounds", float(failed_rounds))
         self.accept_patches(first, repairs, results)
         patched = [r for r in repairs if r.outcome == "patched"]
         with self.timer("ffr_second_round"):
@@ -164,16 +170,8 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
         for i in failed.nonzero().flatten().tolist():
             meta = first.prompts.meta[i]
             rec = meta["record"]
-            try:
-                item = PatchRequestItem(
-                    sample_id=f"{rec.get('problem_id')}#s{step}r{rank}i{i}", video_path=rec["path"],
-                    timestamps=[float(t) for t in meta["timestamps"]], question=build_question_text(rec),
-                    options=list(rec.get("options") or []), problem_type=rec["problem_type"],
-                    student_response=first.completions_text[i],
-                    gold_answer=gold_answer(rec) if self.args.ffr_use_gt else None, evidence=rec.get("evidence"))
-            except ValidationError as err:
-                pid = rec.get("problem_id")
-                raise ValueError(f"problem_id={pid!r}: cannot build a teacher request: {err}") from err
+            item = build_request_item(rec, f"{rec.get('problem_id')}#s{step}r{rank}i{i}", meta["timestamps"],
+                                      first.completions_text[i], use_gt=self.args.ffr_use_gt)
             repairs.append(Repair(row=i, item=item))
         return repairs
 
@@ -281,7 +279,7 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
                 has_patch[rep.row] = True
                 p_acc[rep.row] = second.rewards[j, self._acc].item()
                 p_fmt[rep.row] = self._column(second.rewards, self._fmt)[j].item()
-        chosen = choose_rollouts(first_correct, acc, p_acc, has_patch)
+        chosen = choose_rollouts(first_correct, acc, p_acc, has_patch, patch_tax=self.args.ffr_patch_tax)
         rollouts = assemble_chosen(first, second, [n + second_row[i] if chosen[i] else i for i in range(n)])
         requested = torch.zeros(n, dtype=torch.bool)
         for rep in repairs:
@@ -342,7 +340,12 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
             self.write_patch_log(rollouts, repairs, patched_correct)
 
     def write_patch_log(self, rollouts: RolloutBatch, repairs: list[Repair], patched_correct: torch.Tensor) -> None:
-        """Append one JSON line per teacher request to ``output_dir/patch_log/rank{r}.jsonl``."""
+        """Append one JSON line per teacher request to ``output_dir/patch_log/rank{r}.jsonl``.
+
+        Each line also carries the request (question, options, problem_type, the extracted
+        gold answer, also in no-GT mode, video path, frame times, student response) and the
+        teacher's bookkeeping, so ``python -m ffr.audit`` can re-run the leak checks offline.
+        """
         info = rollouts.extras["ffr"]
         folder = os.path.join(self.args.output_dir, "patch_log")
         os.makedirs(folder, exist_ok=True)
@@ -356,6 +359,11 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
                 f.write(json.dumps({
                     "step": self.state.global_step, "sample_id": rep.item.sample_id,
                     "problem_id": rollouts.prompts.meta[i]["record"].get("problem_id"),
+                    "question": rep.item.question, "options": rep.item.options,
+                    "problem_type": rep.item.problem_type,
+                    "gold_answer": gold_answer(rollouts.prompts.meta[i]["record"]),
+                    "video_path": rep.item.video_path, "timestamps": rep.item.timestamps,
+                    "student_response": rep.item.student_response,
                     "student_answer": extract_answer(info["first_texts"][i]), "status": res.status,
                     "error_type": res.error_type, "detail": rep.detail,
                     "patch": res.patch.model_dump(mode="json") if res.patch is not None else None,
@@ -363,4 +371,6 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
                     "first_reward": float(info["first_acc"][i]),
                     "patched_reward": float(info["patched_acc"][i]) if info["has_patch"][i] else None,
                     "chosen_patched": bool(info["chosen"][i]), "outcome": outcome,
+                    "teacher_model": res.teacher_model, "prompt_version": res.prompt_version,
+                    "tokens_in": res.tokens_in, "tokens_out": res.tokens_out,
                 }) + "\n")

@@ -4,9 +4,10 @@ Everything here is a small pure function of strings and floats, so the training 
 each benchmark's scorer read a model output the same way. Two scoring protocols exist in the
 project (BENCHMARKS.md §0):
 
-* ``"video-r1"`` (default) - the protocol of Video-R1 ``src/eval_bench.py`` and its training
-  rewards: answer taken from ``<answer>`` tags, exact option letters, strict number parsing,
-  float32 mean relative accuracy with a strict ``<``.
+* ``"video-r1"`` (default) - the protocol of Video-R1 ``src/eval_bench.py``: answer taken from
+  the first ``<answer>`` pair (``re.search``, i.e. ``extract_answer(..., occurrence="first")``),
+  then the rules of its training rewards: exact option letters, strict number parsing, float32
+  mean relative accuracy with a strict ``<``.
 * ``"official"`` - a benchmark author's own scorer. Only pieces shared by several official
   scorers live here (VSI-Bench MRA, a lenient option-letter parser, a lenient number parser);
   benchmark-specific quirks belong to ``eval/benchmarks/<name>.py``.
@@ -57,9 +58,11 @@ def extract_answer_strict(text: str) -> str | None:
 def extract_answer(text: str, occurrence: str = "last") -> str:
     """The answer a model gave: tagged content if any tag pair exists, else the whole text stripped.
 
-    ``occurrence="last"`` (default, the project contract) uses :func:`extract_answer_strict`.
-    ``occurrence="first"`` reproduces Video-R1's ``re.search`` on ``<answer>\\s*(.*?)\\s*</answer>``
-    (first pair, not innermost). The two differ only when an output holds several answer tags.
+    ``occurrence="last"`` (default: training rewards and the ``official`` eval protocol) uses
+    :func:`extract_answer_strict`. ``occurrence="first"`` reproduces Video-R1's ``re.search`` on
+    ``<answer>\\s*(.*?)\\s*</answer>`` (first pair, not innermost); the ``video-r1`` eval protocol
+    uses it (``eval.benchmarks.base.video_r1_score``). The two differ only when an output holds
+    several answer tags.
     Video-R1 additionally falls back to the whole output when the tags are empty; we return ``""``
     instead, which scores identically on every benchmark (whole outputs never equal a letter or
     parse as a number).

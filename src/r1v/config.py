@@ -7,18 +7,22 @@ A YAML file and CLI flags are merged by :func:`parse_config` (CLI wins).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
 import os
 import subprocess
 import sys
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import SchedulerType
+from transformers.utils import is_torch_bf16_gpu_available
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +35,15 @@ class GRPOScriptArguments:
         default="", metadata={"help": "Training data: a Video-R1 JSON/JSONL file or a YAML mixture in data_configs/."}
     )
     data_root: Optional[str] = field(
-        default=None, metadata={"help": "Root that relative media paths resolve against (default: the JSON's folder)."}
+        default=None,
+        metadata={"help": "Root that relative media paths of a JSON/JSONL dataset_name resolve against (default: the "
+                          "JSON's folder). Refused with a YAML mixture, whose entries set their own data_root."},
     )
     data_on_error: str = field(
         default="raise",
-        metadata={"help": "Malformed record or missing media at load time: 'raise' (name the record) or 'skip' (log, count)."},
+        metadata={"help": "Bad record at load time (malformed, missing media, answer not among the option letters or "
+                          "not a number, repeated problem_id): 'raise' (name file, line and problem_id) or 'skip' "
+                          "(log, count)."},
     )
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy", "format"],
@@ -56,8 +64,29 @@ class GRPOScriptArguments:
 
 @dataclass
 class GRPOConfig(TrainingArguments):
-    """``TrainingArguments`` plus GRPO's knobs (TRL names; paper App. D.4 values in help)."""
+    """``TrainingArguments`` plus GRPO's knobs (TRL names).
 
+    Every default is the paper's App. D.4 value, so a run without ``--config`` is the
+    paper's run: the optimisation fields below override ``TrainingArguments``' generic
+    defaults (lr 5e-5 linear, 3 epochs, batch 8, grad-norm 1.0, no bf16).
+    """
+
+    # Optimisation (paper App. D.4); TrainingArguments' fields, re-declared for their defaults.
+    learning_rate: float = field(default=5e-6, metadata={"help": "Peak learning rate (paper: 5e-6)."})
+    lr_scheduler_type: SchedulerType | str = field(default="cosine", metadata={"help": "Learning-rate schedule (paper: cosine)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay (paper: 0.01)."})
+    per_device_train_batch_size: int = field(
+        default=1, metadata={"help": "Prompts per device per micro-step; each yields num_generations rollouts (paper: 1)."}
+    )
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-steps per optimizer step (paper: 1)."})
+    max_grad_norm: float = field(default=5.0, metadata={"help": "Gradient-norm clip (paper: 5.0)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training data (paper: 1)."})
+    bf16: Optional[bool] = field(
+        default=None,
+        metadata={"help": "bf16 mixed precision (paper: on). Unset: on when the GPU supports bf16 and use_cpu is "
+                          "off, else off (CPU runs stay fp32). --bf16 alone means true.",
+                  "nargs": "?", "const": True},
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep every record field: rewards and prompts read them (must stay False)."}
     )
@@ -80,10 +109,13 @@ class GRPOConfig(TrainingArguments):
     )
     loss_type: str = field(
         default="grpo",
-        metadata={"help": "'grpo': mean over each sequence's tokens, then over sequences (R1-V); 'bnpo': mean over all tokens."},
+        metadata={"help": "'grpo': mean over each sequence's tokens, then over sequences (R1-V); 'bnpo': mean over "
+                          "all tokens; 'dr_grpo': sum over all tokens / (rows x max_completion_length) (TRL's Dr. GRPO)."},
     )
     advantage_scope: str = field(
-        default="group", metadata={"help": "Standardise rewards within each group of G ('group') or across the batch ('batch')."}
+        default="group",
+        metadata={"help": "Standardise rewards within each group of G ('group', paper) or across the global batch "
+                          "('batch': mean/std over every rank's rollouts of the step, all-reduced)."},
     )
     advantage_eps: float = field(default=1e-4, metadata={"help": "eps in (r - mean) / (std + eps) (R1-V value)."})
     ds3_gather_for_generation: bool = field(
@@ -94,22 +126,63 @@ class GRPOConfig(TrainingArguments):
         default=True, metadata={"help": "Dump sampled completions to output_dir/completions/ at every logging step."}
     )
     num_completions_to_print: int = field(default=4, metadata={"help": "How many completions each dump keeps."})
+    skipped_prompts_max_frac: float = field(
+        default=0.5,
+        metadata={"help": "Stop the run with an error when more than this fraction of a generated batch's prompts "
+                          "(all ranks) is skipped (undecodable media, prompt over max_prompt_length) for "
+                          "skipped_prompts_patience batches in a row. 1.0 = never stop."},
+    )
+    skipped_prompts_patience: int = field(
+        default=3, metadata={"help": "Consecutive over-skipped generated batches that stop the run (>= 1)."}
+    )
 
     def __post_init__(self):
+        if self.bf16 is None:
+            # "bf16 where supported": a CPU run (or a GPU without bf16) stays in fp32.
+            self.bf16 = not self.use_cpu and not self.fp16 and is_torch_bf16_gpu_available()
         super().__post_init__()
-        if self.num_generations < 2:
-            raise ValueError("num_generations must be >= 2 (advantages standardise within a group)")
-        if self.loss_type not in ("grpo", "bnpo"):
-            raise ValueError(f"loss_type must be 'grpo' or 'bnpo', got {self.loss_type!r}")
-        if self.advantage_scope not in ("group", "batch"):
-            raise ValueError(f"advantage_scope must be 'group' or 'batch', got {self.advantage_scope!r}")
-        if self.num_iterations < 1:
-            raise ValueError("num_iterations must be >= 1")
         if self.epsilon_high is None:
             self.epsilon_high = self.epsilon
+        self._check_grpo_fields()
+        self._check_run_limits()
         if self.activation_checkpointing and self.activation_checkpointing_kwargs is None:
             # Non-reentrant checkpointing gives the same gradients and works with frozen inputs.
             self.activation_checkpointing_kwargs = self.gradient_checkpointing_kwargs = {"use_reentrant": False}
+
+    def _check_grpo_fields(self) -> None:
+        """Reject values that would train silently wrong; each error names its field.
+
+        Comparisons are written so that NaN fails them too.
+        """
+        rules = [
+            ("num_generations", self.num_generations >= 2, "must be >= 2 (advantages standardise within a group)"),
+            ("num_iterations", self.num_iterations >= 1, "must be >= 1"),
+            ("beta", self.beta >= 0.0, "must be >= 0 (KL coefficient; 0 = no reference model)"),
+            ("epsilon", self.epsilon > 0.0, "must be > 0 (the ratio is clipped to [1 - epsilon, 1 + epsilon_high])"),
+            ("epsilon_high", self.epsilon_high >= self.epsilon, f"must be >= epsilon ({self.epsilon})"),
+            ("temperature", self.temperature > 0.0, "must be > 0 (rollouts are sampled)"),
+            ("top_p", 0.0 < self.top_p <= 1.0, "must lie in (0, 1]"),
+            ("max_completion_length", self.max_completion_length >= 1, "must be >= 1"),
+        ]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ValueError(f"{name}: {rule}, got {getattr(self, name)!r}")
+        choices = {"loss_type": ("grpo", "bnpo", "dr_grpo"), "advantage_scope": ("group", "batch")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}: must be one of {list(allowed)}, got {getattr(self, name)!r}")
+
+    def _check_run_limits(self) -> None:
+        """Refuse a run that would train nothing (max_steps 0, 0 epochs) and bad skip limits."""
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"max_steps: must be a positive number of optimizer steps, or -1 to train for "
+                             f"num_train_epochs; got {self.max_steps!r}")
+        if self.max_steps == -1 and not self.num_train_epochs > 0:
+            raise ValueError(f"num_train_epochs: must be > 0 when max_steps is -1, got {self.num_train_epochs!r}")
+        if not 0.0 <= self.skipped_prompts_max_frac <= 1.0:
+            raise ValueError(f"skipped_prompts_max_frac: must lie in [0, 1], got {self.skipped_prompts_max_frac!r}")
+        if self.skipped_prompts_patience < 1:
+            raise ValueError(f"skipped_prompts_patience: must be >= 1, got {self.skipped_prompts_patience!r}")
 
 
 @dataclass
@@ -124,37 +197,111 @@ class ModelConfig:
     freeze_vision_tower: bool = field(default=False, metadata={"help": "Keep the vision encoder's weights fixed."})
 
 
-def _yaml_to_argv(path: str) -> list[str]:
-    """Turn a flat YAML mapping into ``--key value`` flags so CLI flags given later override it."""
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+REDACTED = "***"
+CLI_EPILOG = (
+    "--config FILE.yaml (or --config=FILE.yaml): a YAML mapping of field names to values; flags given "
+    "on the command line override it, and a YAML null sets an Optional field to None. "
+    "--max_steps must be a positive number of optimizer steps, or -1 to train for num_train_epochs; "
+    "0 is refused (a run that trains nothing). --data_root applies to a JSON/JSONL dataset_name only."
+)
+
+
+def _yaml_to_argv(path: str) -> tuple[list[str], list[str]]:
+    """Turn a flat YAML mapping into ``--key value`` flags so CLI flags given later override it.
+
+    Returns (flags, null_keys): a key whose value is YAML ``null`` (or empty) becomes no flag
+    but is listed in ``null_keys`` (see :func:`_null_presets`).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--config: {path} does not exist")
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--config: {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a config YAML must be a mapping of field names to values")
     argv: list[str] = []
+    null_keys: list[str] = []
     for key, value in data.items():
-        if isinstance(value, list):
+        if value is None:
+            null_keys.append(str(key))
+        elif isinstance(value, list):
             argv += [f"--{key}", *[str(v) for v in value]]
         elif isinstance(value, dict):
             argv += [f"--{key}", json.dumps(value)]
         else:
             argv += [f"--{key}", str(value)]
-    return argv
+    return argv, null_keys
+
+
+def _split_config_flag(argv: list[str]) -> tuple[Optional[str], list[str]]:
+    """Take ``--config PATH`` or ``--config=PATH`` out of argv; ValueError if it has no path or repeats."""
+    path: Optional[str] = None
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg != "--config" and not arg.startswith("--config="):
+            rest.append(arg)
+            i += 1
+            continue
+        if path is not None:
+            raise ValueError("--config is given more than once; give one YAML file")
+        if arg == "--config":
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise ValueError("--config needs a YAML file path: --config run.yaml (or --config=run.yaml)")
+            path, i = argv[i + 1], i + 2
+        else:
+            path, i = arg.split("=", 1)[1], i + 1
+            if not path:
+                raise ValueError("--config= needs a YAML file path: --config=run.yaml")
+    return path, rest
+
+
+def _null_presets(dataclass_types: tuple, null_keys: list[str], yaml_path: str) -> dict[str, Any]:
+    """Values for YAML ``null`` keys: None for an Optional field; a non-Optional field keeps its default."""
+    hints: dict[str, Any] = {}
+    for dtype in dataclass_types:
+        type_hints = typing.get_type_hints(dtype)
+        hints.update({f.name: type_hints[f.name] for f in dataclasses.fields(dtype) if f.init})
+    presets: dict[str, Any] = {}
+    for key in null_keys:
+        name = key.replace("-", "_")
+        if name not in hints:
+            raise ValueError(f"{yaml_path}: unknown key {key!r} (no such config field)")
+        if type(None) in typing.get_args(hints[name]):
+            presets[name] = None
+        else:
+            logger.warning("%s: %s is null but cannot be None; keeping its default", yaml_path, key)
+    return presets
 
 
 def parse_config(dataclass_types: tuple, argv: Optional[list[str]] = None) -> tuple:
-    """Parse ``--config FILE.yaml`` (optional) plus CLI flags into the given dataclasses.
+    """Parse ``--config FILE.yaml`` / ``--config=FILE.yaml`` (optional) plus CLI flags into the dataclasses.
 
-    Unknown keys in the YAML or on the command line raise, so a typo never silently
-    keeps a default.
+    CLI flags override the YAML. A YAML ``null`` sets an Optional field to None (CLI flags
+    still override it); on any other field it keeps the default. Unknown keys in the YAML
+    or on the command line raise ValueError, so a typo never silently keeps a default.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" in argv:
-        i = argv.index("--config")
-        yaml_path = argv[i + 1]
-        argv = _yaml_to_argv(yaml_path) + argv[:i] + argv[i + 2 :]
+    yaml_path, argv = _split_config_flag(argv)
+    presets: dict[str, Any] = {}
+    if yaml_path is not None:
+        yaml_argv, null_keys = _yaml_to_argv(yaml_path)
+        presets = _null_presets(dataclass_types, null_keys, yaml_path)
+        argv = yaml_argv + argv
     # No prefix matching: a misspelt key must fail, not silently hit a longer field name.
-    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)
-    return parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
+    parser = HfArgumentParser(dataclass_types, allow_abbrev=False, epilog=CLI_EPILOG)
+    # argparse keeps attributes already on the namespace (instead of their defaults) unless a flag sets them.
+    namespace, remaining = parser.parse_known_args(args=argv, namespace=argparse.Namespace(**presets))
+    if remaining:
+        raise ValueError(f"unknown flag(s) or YAML key(s): {remaining}")
+    outputs = []
+    for dtype in dataclass_types:
+        keys = {f.name for f in dataclasses.fields(dtype) if f.init}
+        outputs.append(dtype(**{k: v for k, v in vars(namespace).items() if k in keys}))
+    return tuple(outputs)
 
 
 def git_commit(repo_dir: Optional[str] = None) -> Optional[str]:
@@ -169,12 +316,50 @@ def git_commit(repo_dir: Optional[str] = None) -> Optional[str]:
     return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def secret_field_names(configs: tuple) -> tuple[str, ...]:
+    """Fields whose values are secrets: the union of each config class's ``SECRET_FIELDS``."""
+    names: list[str] = []
+    for cfg in configs:
+        names += [n for n in getattr(type(cfg), "SECRET_FIELDS", ()) if n not in names]
+    return tuple(names)
+
+
+def redact_argv(argv: list[str], secret_fields: tuple[str, ...]) -> list[str]:
+    """Copy of ``argv`` with the value of every secret field replaced by ``***``.
+
+    Every spelling the parser accepts is covered: ``--name VALUE``, ``--name=VALUE`` and the
+    dash forms ``--na-me VALUE`` / ``--na-me=VALUE``.
+    """
+    flags = {f"--{n}" for n in secret_fields} | {f"--{n.replace('_', '-')}" for n in secret_fields}
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+        elif arg in flags:
+            out.append(arg)
+            hide_next = True
+        elif "=" in arg and flag in flags:
+            out.append(f"{flag}={REDACTED}")
+        else:
+            out.append(arg)
+    return out
+
+
 def write_run_config(output_dir: str, configs: tuple) -> Path:
-    """Write every resolved field and the git commit to ``output_dir/run_config.json``."""
-    resolved: dict[str, Any] = {"git_commit": git_commit(), "argv": sys.argv}
+    """Write every resolved field, argv and the git commit to ``output_dir/run_config.json``.
+
+    Secret fields (:func:`secret_field_names`) are written as ``***``, in the fields and in argv.
+    """
+    secrets = secret_field_names(configs)
+    resolved: dict[str, Any] = {"git_commit": git_commit(), "argv": redact_argv(sys.argv, secrets)}
     for cfg in configs:
         resolved[type(cfg).__name__] = {
-            f.name: _jsonable(getattr(cfg, f.name)) for f in dataclasses.fields(cfg) if not f.name.startswith("_")
+            f.name: REDACTED if f.name in secrets and getattr(cfg, f.name) is not None
+            else _jsonable(getattr(cfg, f.name))
+            for f in dataclasses.fields(cfg) if not f.name.startswith("_")
         }
     os.makedirs(output_dir, exist_ok=True)
     path = Path(output_dir) / "run_config.json"

@@ -13,7 +13,11 @@ Extra keys (e.g. Video-R1's "process") are kept untouched.
 against data_root, default the file's folder) and the original kept in `rel_path`.
 Bad input raises ValueError / FileNotFoundError whose message names the file, the line
 (JSONL) or item index (JSON list) and the problem_id; with on_error="skip" the record
-is logged and counted instead (see `read_records` for the count).
+is logged and counted instead (see `read_records` for the count). Besides the schema,
+a record must be scoreable: a multiple-choice answer is one of its options' letters
+(options lettered "A. ...", "B. ...", ... in order), a numerical / regression answer
+parses as a number (the reward's strict parser), and a problem_id appears once per file
+and once per mixture (teacher requests and logs identify a sample by it).
 
 Mixtures (`load_mixture`) are YAML files in data_configs/:
     datasets:
@@ -38,6 +42,8 @@ from typing import Any, Iterator
 
 import yaml
 
+from r1v.answers import extract_answer, parse_number_strict
+
 logger = logging.getLogger(__name__)
 
 PROBLEM_TYPES = frozenset({"multiple choice", "numerical", "OCR", "free-form", "regression"})
@@ -47,15 +53,18 @@ REQUIRED_FIELDS = ("problem_id", "problem", "data_type", "problem_type", "soluti
 MIXTURE_KEYS = frozenset({"json_path", "data_root", "sampling_strategy", "name"})
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _STRATEGY = re.compile(r"^(first|end|random):(\d+(?:\.\d+)?)(%?)$")
+# An option's letter label: "A. text", "A) text", "A: text" or "(A) text".
+_OPTION_LABEL = re.compile(r"^\s*(?:\(([A-Z])\)|([A-Z])[.):])")
 
 
 @dataclass
 class LoadResult:
-    """Records that loaded, and how many were skipped (on_error="skip") with why."""
+    """Records that loaded (with each one's "file:line" in `locations`), and how many were skipped."""
 
     records: list[dict] = field(default_factory=list)
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
+    locations: list[str] = field(default_factory=list)
 
 
 def _check_str_list(value: Any, name: str) -> None:
@@ -111,6 +120,31 @@ def validate_record(rec: Any) -> None:
         raise ValueError(f"options: a multiple-choice record needs at least 2 options, got {options!r}")
     if rec.get("evidence") is not None:
         _check_evidence(rec["evidence"])
+    _check_answer(rec["problem_type"], options, rec["solution"])
+
+
+def option_letters(options: list[str]) -> list[str]:
+    """The letter label of each option ("A. x" -> "A"); ValueError unless they run A, B, C, ... in order."""
+    letters = []
+    for i, option in enumerate(options):
+        m = _OPTION_LABEL.match(option)
+        expected = chr(ord("A") + i)
+        if m is None or (m.group(1) or m.group(2)) != expected:
+            raise ValueError(f"options: option {i + 1} {option!r} is not lettered {expected!r} "
+                             f"(expected 'A. ...', 'B. ...', ... in order)")
+        letters.append(expected)
+    return letters
+
+
+def _check_answer(problem_type: str, options: list[str], solution: str) -> None:
+    """The gold answer must be one the reward can award: an option letter, or a parseable number."""
+    gold = extract_answer(solution)
+    if problem_type == "multiple choice":
+        letters = option_letters(options)
+        if gold not in letters:
+            raise ValueError(f"solution: multiple-choice answer {gold!r} is not one of the options' letters {letters}")
+    elif problem_type in ("numerical", "regression") and parse_number_strict(gold) is None:
+        raise ValueError(f"solution: {problem_type} answer {gold!r} does not parse as a number")
 
 
 def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
@@ -164,23 +198,37 @@ def read_records(path, data_root=None, on_error: str = "raise", check_media: boo
         raise FileNotFoundError(f"data file not found: {path}")
     root = Path(data_root) if data_root is not None else path.parent
     result = LoadResult()
+    seen: dict[str, str] = {}  # str(problem_id) -> where it was first kept
     for where, raw in _iter_raw(path):
         pid = raw.get("problem_id") if isinstance(raw, dict) else None
         try:
             if isinstance(raw, json.JSONDecodeError):
                 raise ValueError(f"invalid JSON: {raw.msg} (column {raw.colno})")
             validate_record(raw)
+            _check_unique(pid, seen)
             result.records.append(_resolve(raw, root, check_media))
+            result.locations.append(where)
+            seen[str(pid)] = where
         except (ValueError, FileNotFoundError) as exc:
-            msg = f"{where} (problem_id={pid!r}): {exc}"
-            if on_error == "raise":
-                raise type(exc)(msg) from exc
-            logger.warning("skipping record: %s", msg)
-            result.skipped += 1
-            result.errors.append(msg)
+            _record_error(result, on_error, f"{where} (problem_id={pid!r}): {exc}", exc)
     if result.skipped:
         logger.warning("%s: skipped %d bad record(s), kept %d", path, result.skipped, len(result.records))
     return result
+
+
+def _check_unique(pid: Any, seen: dict[str, str]) -> None:
+    # str(): 7 and "7" name the same sample in teacher request ids and logs.
+    if str(pid) in seen:
+        raise ValueError(f"problem_id repeats the record at {seen[str(pid)]}")
+
+
+def _record_error(result: LoadResult, on_error: str, msg: str, exc: Exception) -> None:
+    """Raise `msg` (as exc's type) in "raise" mode; else log it and count a skip."""
+    if on_error == "raise":
+        raise type(exc)(msg) from exc
+    logger.warning("skipping record: %s", msg)
+    result.skipped += 1
+    result.errors.append(msg)
 
 
 def load_records(path, data_root=None, on_error: str = "raise", check_media: bool = True) -> list[dict]:
@@ -265,20 +313,39 @@ def read_mixture(yaml_path, base_dir=None, on_error: str = "raise", seed: int = 
 
     Sampling happens after validation (skipped records never count towards N). random:N
     of entry i uses a generator seeded by (seed, i), so the mixture is reproducible.
+    An entry that yields no record (empty file, every record skipped, ``random:0``) is a
+    ValueError naming it. A problem_id drawn by two entries raises (or, in skip mode, the
+    later copy is dropped and counted), naming both file:line locations.
     """
     yaml_path = Path(yaml_path)
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     total = LoadResult()
+    seen: dict[str, str] = {}
     for i, entry in enumerate(_mixture_entries(yaml_path)):
         where = f"{yaml_path}: datasets[{i}]"
         json_path = base / expand_env(str(entry["json_path"]), f"{where}.json_path")
         root = entry.get("data_root")
         root = base / expand_env(str(root), f"{where}.data_root") if root is not None else None
         part = read_records(json_path, root, on_error, check_media)
-        chosen = sample_records(part.records, entry.get("sampling_strategy", "all"),
-                                random.Random(f"{seed}:{i}"), f"{where}.sampling_strategy")
-        logger.info("%s: %s -> %d of %d records", where, json_path, len(chosen), len(part.records))
-        total.records.extend(chosen)
+        strategy = entry.get("sampling_strategy", "all")
+        rng = random.Random(f"{seed}:{i}")
+        keep = sample_records(list(range(len(part.records))), strategy, rng, f"{where}.sampling_strategy")
+        if not keep:
+            raise ValueError(f"{where}: {json_path} gave 0 records ({len(part.records)} valid, "
+                             f"{part.skipped} skipped, sampling_strategy {strategy!r}); "
+                             f"fix the file or remove the entry")
+        logger.info("%s: %s -> %d of %d records", where, json_path, len(keep), len(part.records))
+        for j in keep:
+            rec, loc = part.records[j], part.locations[j]
+            try:
+                _check_unique(rec["problem_id"], seen)
+            except ValueError as exc:
+                _record_error(total, on_error, f"{loc} (problem_id={rec['problem_id']!r}): {exc} "
+                                               f"(drawn by another entry of {yaml_path})", exc)
+                continue
+            seen[str(rec["problem_id"])] = loc
+            total.records.append(rec)
+            total.locations.append(loc)
         total.skipped += part.skipped
         total.errors.extend(part.errors)
     return total

@@ -11,7 +11,7 @@ import sys
 from typing import Optional
 
 from r1v.config import GRPOConfig, GRPOScriptArguments, ModelConfig, parse_config, write_run_config
-from r1v.data import load_mixture, load_records
+from r1v.data import read_mixture, read_records
 from r1v.vision import VisionConfig
 
 logger = logging.getLogger("r1v.grpo")
@@ -28,13 +28,27 @@ def vision_config_from(script_args: GRPOScriptArguments) -> VisionConfig:
 
 
 def load_training_records(script_args: GRPOScriptArguments) -> list[dict]:
-    """Records of a Video-R1 JSON/JSONL file or of a YAML mixture (``data_configs/*.yaml``)."""
+    """Records of a Video-R1 JSON/JSONL file or of a YAML mixture (``data_configs/*.yaml``).
+
+    Raises ValueError when the data gives no record (a run that would train on nothing),
+    and when ``--data_root`` is given with a mixture (each mixture entry sets its own root).
+    """
     path = script_args.dataset_name
     if not path:
         raise ValueError("--dataset_name is required (a Video-R1 JSON/JSONL file or a data_configs/*.yaml mixture)")
     if path.endswith((".yaml", ".yml")):
-        return load_mixture(path, on_error=script_args.data_on_error)
-    return load_records(path, data_root=script_args.data_root, on_error=script_args.data_on_error)
+        if script_args.data_root is not None:
+            raise ValueError(f"--data_root {script_args.data_root!r} applies to a single JSON/JSONL file; the mixture "
+                             f"{path} sets data_root per entry (edit the entry or its ${{VAR:-default}})")
+        result = read_mixture(path, on_error=script_args.data_on_error)
+    else:
+        result = read_records(path, data_root=script_args.data_root, on_error=script_args.data_on_error)
+    if not result.records:
+        raise ValueError(f"{path}: no training record ({result.skipped} skipped as bad); nothing to train on")
+    if result.skipped:
+        logger.warning("%s: %d record(s) skipped as bad (data_on_error=skip), %d kept",
+                       path, result.skipped, len(result.records))
+    return result.records
 
 
 def resume_arg(value: Optional[str]):
@@ -84,9 +98,18 @@ def run(configs: tuple, trainer_cls=None, extra_kwargs: Optional[dict] = None):
     return trainer
 
 
+def parse_cli(dataclass_types: tuple, argv: Optional[list[str]] = None, prog: str = "r1v.grpo") -> tuple:
+    """:func:`parse_config` for a command line: a bad flag, key, value or config file exits with
+    status 2 and one line naming the problem (no traceback)."""
+    try:
+        return parse_config(dataclass_types, argv)
+    except (ValueError, FileNotFoundError) as exc:
+        sys.stderr.write(f"{prog}: error: {exc}\n")
+        raise SystemExit(2) from exc
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    configs = parse_config((GRPOScriptArguments, GRPOConfig, ModelConfig), argv)
-    run(configs)
+    run(parse_cli((GRPOScriptArguments, GRPOConfig, ModelConfig), argv))
 
 
 if __name__ == "__main__":

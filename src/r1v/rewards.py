@@ -1,7 +1,8 @@
 """Rule-based rewards for GRPO, dispatched per sample on ``problem_type`` (Video-R1 rules).
 
-Accuracy, on the extracted answers (``r1v.answers.extract_answer``: last ``<answer>`` pair, else
-the whole completion, as in R1-V and Video-R1's evaluation):
+Accuracy, on the extracted answers (``r1v.answers.extract_answer(occurrence="first")``: the
+first ``<answer>`` pair, else the whole completion, as R1-V's and Video-R1's rewards and
+Video-R1's evaluation take it with ``re.search``):
 
 - multiple choice: ``pred.strip() == gold.strip()``, case-sensitive, so "b", "B." and "(B)"
   all score 0 against "B" (Video-R1 exact match). Values {0, 1}.
@@ -101,10 +102,11 @@ def _require_str(value: object, what: str) -> str:
 def accuracy_reward(completion: str, solution: str, problem_type: str) -> float:
     """Accuracy in [0, 1] of one completion against ``solution`` (``"<answer>X</answer>"``).
 
-    Both sides go through ``extract_answer`` (an untagged solution is used whole).
+    Both sides go through ``extract_answer`` (an untagged solution is used whole); the
+    completion's FIRST answer pair counts, as in R1-V's and Video-R1's ``re.search``.
     """
     fn = _accuracy_fn(problem_type)
-    pred = extract_answer(_require_str(completion, "completion"))
+    pred = extract_answer(_require_str(completion, "completion"), occurrence="first")
     gold = extract_answer(_require_str(solution, "solution"))
     return float(fn(pred, gold))
 

@@ -259,6 +259,38 @@ def load_video(path: str | Path, cfg: VisionConfig | None = None) -> VideoClip:
     )
 
 
+def load_frames_at(path: str | Path, times_s: list[float], cfg: VisionConfig | None = None) -> VideoClip:
+    """Frames of a video nearest to the given times (seconds), resized like :func:`load_video`.
+
+    Used by the teacher's tools (a time range, the student's own frames re-decoded at
+    full policy size). Times are mapped to frame ``round(t * native_fps)``, clamped to the
+    video; duplicates collapse, so the clip may hold fewer frames than times. Errors name
+    the path.
+    """
+    cfg = cfg or VisionConfig()
+    path = str(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    if not times_s or not all(math.isfinite(t) and t >= 0 for t in times_s):
+        raise ValueError(f"times must be a non-empty list of finite seconds >= 0, got {times_s!r}")
+    try:
+        total, native_fps = _probe_av(path)
+        wanted = sorted({min(total - 1, int(round(t * native_fps))) for t in times_s})
+        raw, decoded = _decode_av(path, wanted)
+    except Exception as exc:  # decoder errors are opaque; re-raise with the file named
+        raise ValueError(f"cannot decode video {path}: {exc}") from exc
+    if not raw:
+        raise ValueError(f"cannot decode video {path}: no frame decoded at {times_s}")
+    wanted = wanted[: len(raw)]  # a header that overstated the frame count: keep what decoded
+    video = torch.from_numpy(np.stack(raw)).permute(0, 3, 1, 2).contiguous()
+    h, w = smart_resize(video.shape[2], video.shape[3], cfg.patch_factor, cfg.video_min_pixels,
+                        cfg.video_frame_max_pixels)
+    video = TF.resize(video, [h, w], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    duration = total / native_fps
+    return VideoClip(frames=video, timestamps=[i / native_fps for i in wanted], sampled_fps=len(wanted) / duration,
+                     duration_s=duration, path=path, frame_indices=wanted, native_fps=native_fps, total_frames=total)
+
+
 def load_frame_folder(path: str | Path, fps: float, cfg: VisionConfig | None = None) -> VideoClip:
     """A folder of frame images (MVBench's TVQA clips, ``fps`` per second) sampled like a video.
 

@@ -8,7 +8,7 @@ item alone) and must not check leakage itself.
 `propose` may be a plain method (the service runs it in a worker thread) or an
 ``async def`` (awaited on the event loop). It returns:
 - an `EvidencePatch` (status ``ok`` unless the leakage gate drops it),
-- a `Proposal` when the backend also reports model turns or a note,
+- a `Proposal` when the backend also reports model turns, cost, a note or a named error,
 - None when it has nothing to offer (status ``skipped``).
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from ffr.patch import EvidencePatch, evidence_to_patch
 from ffr.teacher.schema import PatchRequestItem
@@ -24,12 +25,35 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Usage:
+    """What a model-backed proposal cost: chat requests, images sent, endpoint-reported tokens."""
+
+    model_calls: int = 0
+    images: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    def __add__(self, other: "Usage") -> "Usage":
+        return Usage(self.model_calls + other.model_calls, self.images + other.images,
+                     self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out)
+
+
+@dataclass(frozen=True)
 class Proposal:
-    """A backend answer with bookkeeping: `turns` model turns spent, optional `detail`."""
+    """A backend answer with bookkeeping.
+
+    `turns` model turns spent, optional `detail`; `error_type` set (and `patch` None) when
+    the backend failed on this item in a way it can name (the item's status becomes
+    ``error`` with that type); `usage` what it cost (cumulative over revisions); `state`
+    is opaque backend state that `revise` continues from (e.g. the conversation).
+    """
 
     patch: EvidencePatch | None
     turns: int = 0
     detail: str | None = None
+    error_type: str | None = None
+    usage: Usage = Usage()
+    state: Any = None
 
 
 class TeacherBackend(abc.ABC):
@@ -37,6 +61,14 @@ class TeacherBackend(abc.ABC):
 
     #: registry name, also reported by the service's /stats
     name: str = "abstract"
+    #: the model behind the backend and the prompt version, recorded with every result (None: no model)
+    model_name: str | None = None
+    prompt_version: str | None = None
+
+    @property
+    def cache_namespace(self) -> str:
+        """Namespace of the service's result cache: results of another model or prompt never match."""
+        return self.name
 
     @abc.abstractmethod
     def propose(self, item: PatchRequestItem) -> EvidencePatch | Proposal | None:
@@ -45,6 +77,14 @@ class TeacherBackend(abc.ABC):
     @abc.abstractmethod
     def ready(self) -> bool:
         """True when the backend can serve now (model endpoint reachable, etc.)."""
+
+    async def revise(self, item: PatchRequestItem, proposal: Proposal, reason: str) -> Proposal | None:
+        """A new proposal after `proposal`'s patch failed a leak check for `reason`; None: cannot revise.
+
+        The service calls it at most once per item (leak regeneration, issue-tracked as the
+        paper's "regenerate once, else drop"); backends without a model keep this default.
+        """
+        return None
 
 
 class AnnotationBackend(TeacherBackend):

@@ -4,24 +4,49 @@ Shared by the service (one cache per process) and the client (one per training r
 the same question, video, frames, response and gold answer get the same patch back
 without asking the backend again. Only ``ok`` results are stored; a capacity of 0
 disables the cache.
+
+With `path`, the cache is persistent (the service's ``--cache-file``, filled ahead of
+training by ``python -m ffr.mine``): every stored result is appended to the file as
+one JSON line ``{"key": ..., "namespace": ..., "result": {...}}`` and the file is read
+back at start, so a restarted service answers from it. `namespace` names who made the
+results (the service uses the backend's ``cache_namespace``, e.g. teacher model and
+prompt version): entries of another namespace are not loaded, so a service restarted
+with another teacher never serves the old teacher's patches. A torn last line (a process killed mid-write) is
+dropped with a warning and cut off the file before the next append; a malformed line
+anywhere else is corruption and raises ValueError naming ``path:line``. The file keeps
+every entry ever stored; only the newest `capacity` of them are held in memory.
 """
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 from collections import OrderedDict
+from pathlib import Path
+
+from pydantic import ValidationError
 
 from ffr.teacher.schema import PatchResult
+
+logger = logging.getLogger(__name__)
 
 
 class ResultCache:
     """LRU map content key -> PatchResult (status ok only); safe to share between threads."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, path: str | os.PathLike | None = None, namespace: str = ""):
         if capacity < 0:
             raise ValueError(f"cache capacity must be >= 0, got {capacity}")
         self.capacity = capacity
+        self.path = Path(path) if path is not None else None
+        self.namespace = namespace
         self._data: OrderedDict[str, PatchResult] = OrderedDict()
         self._lock = threading.Lock()
+        self.loaded = 0  # entries read back from `path` at start
+        self.foreign = 0  # entries of `path` left out: another namespace
+        if self.path is not None:
+            self._load()
 
     def get(self, key: str) -> PatchResult | None:
         with self._lock:
@@ -34,10 +59,55 @@ class ResultCache:
         if self.capacity == 0 or result.status != "ok":
             return
         with self._lock:
-            self._data[key] = result
-            self._data.move_to_end(key)
-            while len(self._data) > self.capacity:
-                self._data.popitem(last=False)
+            known = self._data.get(key) == result
+            self._remember(key, result)
+            if self.path is not None and not known:
+                line = json.dumps({"key": key, "namespace": self.namespace, "result": result.model_dump(mode="json")},
+                                  ensure_ascii=False)
+                self._append((line + "\n").encode("utf-8"))
 
     def __len__(self) -> int:
         return len(self._data)
+
+    # --------------------------------------------------------------- internals
+    def _remember(self, key: str, result: PatchResult) -> None:
+        self._data[key] = result
+        self._data.move_to_end(key)
+        while len(self._data) > self.capacity:
+            self._data.popitem(last=False)
+
+    def _append(self, blob: bytes) -> None:
+        """One write on an O_APPEND descriptor, so concurrent writers never interleave a line."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, blob)
+        finally:
+            os.close(fd)
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return
+        raw = self.path.read_bytes()
+        lines = raw.split(b"\n")
+        if lines[-1]:
+            logger.warning("%s: dropping a torn last line (%d bytes)", self.path, len(lines[-1]))
+            os.truncate(self.path, len(raw) - len(lines[-1]))
+        for n, line in enumerate(lines[:-1], 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                key, result = entry["key"], PatchResult.model_validate(entry["result"])
+            except (ValueError, KeyError, TypeError, ValidationError) as exc:
+                raise ValueError(f"{self.path}:{n}: corrupt cache line ({type(exc).__name__}: {exc})") from exc
+            if not isinstance(key, str) or result.status != "ok":
+                raise ValueError(f"{self.path}:{n}: corrupt cache line (needs a str key and an ok result)")
+            if entry.get("namespace", "") != self.namespace:
+                self.foreign += 1
+                continue
+            if self.capacity:
+                self._remember(key, result)
+            self.loaded += 1
+        logger.info("%s: %d cached results loaded (%d kept in memory), %d of other namespaces left out",
+                    self.path, self.loaded, len(self._data), self.foreign)

@@ -37,6 +37,7 @@ import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, wait
+from typing import NamedTuple
 
 import requests
 from pydantic import ValidationError
@@ -46,7 +47,27 @@ from ffr.teacher.schema import STATUSES, PatchRequestItem, PatchResponse, PatchR
 
 logger = logging.getLogger(__name__)
 
+# Per-item cost fields of `PatchResult` summed into `teacher/<name>` metrics.
+COST_FIELDS = ("tokens_in", "tokens_out", "model_calls", "images", "regenerated")
 RETRYABLE = frozenset({"connection", "transport", "http_5xx", "http_429"})
+AUTH_REFUSED = frozenset({401, 403})
+
+
+class ReadyProbe(NamedTuple):
+    """Outcome of one ``GET /ready``.
+
+    status: the HTTP status, or None when no answer came (refused, reset, timed out).
+    ``auth_refused`` (401 / 403: a wrong or missing key) is a configuration error that
+    retrying cannot fix; anything else not ready may be a teacher still starting up.
+    """
+
+    ready: bool
+    status: int | None
+    detail: str
+
+    @property
+    def auth_refused(self) -> bool:
+        return self.status in AUTH_REFUSED
 
 
 class CircuitBreaker:
@@ -107,6 +128,7 @@ class _Metrics:
         self.status: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.latencies: deque[float] = deque(maxlen=self._window)
+        self.cost: Counter[str] = Counter()  # what model-backed teachers report per item (cache hits: 0)
 
     def add(self, **counts: float) -> None:
         with self._lock:
@@ -124,8 +146,11 @@ class _Metrics:
                 self.status[r.status] += 1
                 if r.error_type and r.status != "leak":
                     self.errors[r.error_type] += 1
+                if r.latency_s > 0:  # a cache hit (ours or the service's) cost nothing this time
+                    for name in COST_FIELDS:
+                        self.cost[name] += getattr(r, name)
 
-    def snapshot(self, reset: bool, breaker_state: str) -> dict[str, float]:
+    def snapshot(self, reset: bool, breaker_state: str, prices: tuple[float, float] = (0.0, 0.0)) -> dict[str, float]:
         with self._lock:
             lat = list(self.latencies)
             out: dict[str, float] = {
@@ -139,6 +164,10 @@ class _Metrics:
             }
             out.update({f"teacher/status/{s}": float(self.status[s]) for s in STATUSES})
             out.update({f"teacher/errors/{k}": float(v) for k, v in sorted(self.errors.items())})
+            out.update({f"teacher/{name}": float(self.cost[name]) for name in COST_FIELDS})
+            if any(prices):
+                spent = self.cost["tokens_in"] * prices[0] + self.cost["tokens_out"] * prices[1]
+                out["teacher/cost_usd"] = spent / 1e6
             if reset:
                 self.reset()
             return out
@@ -157,13 +186,17 @@ class TeacherClient:
     def __init__(self, url: str, api_key: str | None = None, timeout_s: float = 60.0,
                  step_deadline_s: float = 180.0, max_concurrency: int = 8, max_retries: int = 2,
                  backoff_s: float = 0.5, breaker_failures: int = 5, breaker_cooldown_s: float = 30.0,
-                 cache: bool = True, *, max_items_per_call: int = 64, cache_size: int = 8192):
+                 cache: bool = True, *, max_items_per_call: int = 64, cache_size: int = 8192,
+                 price_in_per_mtok: float = 0.0, price_out_per_mtok: float = 0.0):
         if timeout_s <= 0 or step_deadline_s <= 0:
             raise ValueError(f"timeout_s and step_deadline_s must be > 0, got {timeout_s}, {step_deadline_s}")
         if max_concurrency < 1 or max_items_per_call < 1 or max_retries < 0 or backoff_s < 0:
             raise ValueError("need max_concurrency >= 1, max_items_per_call >= 1, max_retries >= 0, backoff_s >= 0")
         if breaker_failures < 0 or breaker_cooldown_s < 0:
             raise ValueError("breaker_failures and breaker_cooldown_s must be >= 0")
+        if price_in_per_mtok < 0 or price_out_per_mtok < 0:
+            raise ValueError("token prices must be >= 0")
+        self.prices = (float(price_in_per_mtok), float(price_out_per_mtok))
         self.url = url.rstrip("/")
         self.timeout_s, self.step_deadline_s = float(timeout_s), float(step_deadline_s)
         self.max_concurrency, self.max_items_per_call = max_concurrency, max_items_per_call
@@ -184,7 +217,9 @@ class TeacherClient:
                    step_deadline_s=args.teacher_step_deadline_s, max_concurrency=args.teacher_max_concurrency,
                    max_retries=args.teacher_max_retries, backoff_s=args.teacher_backoff_s,
                    breaker_failures=args.teacher_breaker_failures,
-                   breaker_cooldown_s=args.teacher_breaker_cooldown_s, cache=args.teacher_cache)
+                   breaker_cooldown_s=args.teacher_breaker_cooldown_s, cache=args.teacher_cache,
+                   price_in_per_mtok=args.teacher_price_in_per_mtok,
+                   price_out_per_mtok=args.teacher_price_out_per_mtok)
 
     # ------------------------------------------------------------------ public
     def request_patches(self, items: list[PatchRequestItem]) -> list[PatchResult]:
@@ -215,16 +250,23 @@ class TeacherClient:
         return final
 
     def snapshot(self, reset: bool = False) -> dict[str, float]:
-        """``teacher/*`` metrics (counts since creation or the last reset)."""
-        return self.metrics.snapshot(reset, self.breaker.state)
+        """``teacher/*`` metrics (counts since creation or the last reset); ``teacher/cost_usd`` with prices."""
+        return self.metrics.snapshot(reset, self.breaker.state, self.prices)
 
     def ready(self, timeout_s: float = 5.0) -> bool:
         """True iff ``GET /ready`` answers 200 within `timeout_s`; never raises for network faults."""
+        return self.probe_ready(timeout_s).ready
+
+    def probe_ready(self, timeout_s: float = 5.0) -> ReadyProbe:
+        """``GET /ready`` once: ready or not, the HTTP status (None: no answer) and why; never raises
+        for network faults."""
         try:
-            return self._session().get(f"{self.url}/ready", headers=self._headers, timeout=timeout_s).ok
+            resp = self._session().get(f"{self.url}/ready", headers=self._headers, timeout=timeout_s)
         except requests.RequestException as exc:
             logger.info("teacher not ready at %s: %s", self.url, exc)
-            return False
+            return ReadyProbe(False, None, f"no answer: {type(exc).__name__}: {exc}")
+        ready = resp.ok
+        return ReadyProbe(ready, resp.status_code, "ready" if ready else f"HTTP {resp.status_code}: {resp.text[:200]}")
 
     def close(self) -> None:
         """Stop worker threads and close pooled connections."""

@@ -75,7 +75,10 @@ class PatchResult(BaseModel):
     """Outcome for one item. `patch` is set iff `status == "ok"`.
 
     `turns` counts teacher model turns spent (0 for backends without a model);
-    `latency_s` is the time spent on this item (0.0 for cache hits).
+    `latency_s` is the time spent on this item (0.0 for cache hits). A model
+    backend also fills `teacher_model`, `prompt_version`, `model_calls` (chat
+    requests, judge calls included), `images` sent, `tokens_in` / `tokens_out`
+    (the endpoint's `usage`) and `regenerated` (leak-feedback retries).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -87,6 +90,18 @@ class PatchResult(BaseModel):
     detail: str | None = None
     turns: int = Field(default=0, ge=0)
     latency_s: float = Field(default=0.0, ge=0)
+    # Model-backed teachers also report what the answer cost and which prompt made it.
+    teacher_model: str | None = None
+    prompt_version: str | None = None
+    model_calls: int = Field(default=0, ge=0)
+    images: int = Field(default=0, ge=0)
+    tokens_in: int = Field(default=0, ge=0)
+    tokens_out: int = Field(default=0, ge=0)
+    regenerated: int = Field(default=0, ge=0)
+    # The teacher's diagnosis (error types of the proposed patch; set for ok and leak results) and,
+    # for a leak, which check caught it ("gate" or "judge"): /stats and the audit count leaks by both.
+    patch_error_types: list[str] = Field(default_factory=list)
+    leak_source: str | None = None
 
     @model_validator(mode="after")
     def _patch_iff_ok(self) -> PatchResult:

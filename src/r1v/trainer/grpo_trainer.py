@@ -28,9 +28,10 @@ from r1v.inputs import encode_prompts, make_dummy_visual, patch_factor_of, visio
 from r1v.prompts import build_prompt_text
 from r1v.rollout import SamplingParams, dummy_generate, generate_rollouts, per_token_logps
 from r1v.trainer.batch import PromptBatch, RolloutBatch
-from r1v.trainer.grpo_math import completion_mask_from_eos, group_advantages, grpo_loss
+from r1v.trainer.checkpoints import AtomicCheckpointMixin
+from r1v.trainer.grpo_math import all_reduce_sum, completion_mask_from_eos, group_advantages, grpo_loss
 from r1v.trainer.utils import (
-    MetricStore, RecordDataset, RepeatBlockSampler, StageTimer, gather_object_list, identity_collator,
+    MetricStore, RecordDataset, RepeatBlockSampler, SkipMonitor, StageTimer, gather_object_list, identity_collator,
     merge_metric_states, prepare_deepspeed_reference,
 )
 from r1v.vision import VisionConfig, load_image, load_video
@@ -50,7 +51,7 @@ def load_student(path: str, torch_dtype: str = "bfloat16", attn_implementation: 
     )
 
 
-class Qwen2VLGRPOTrainer(Trainer):
+class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
     """GRPO for Qwen-VL video students (R1-V semantics, Video-R1 video inputs).
 
     model: a checkpoint path / hub id, or a loaded model (then ``ref_model`` may be given).
@@ -130,6 +131,7 @@ class Qwen2VLGRPOTrainer(Trainer):
         self._micro_step = 0
         self._last_samples: list[dict] = []
         self._dummy_inputs: Optional[dict] = None
+        self.skip_monitor = SkipMonitor(args.skipped_prompts_max_frac, args.skipped_prompts_patience)
 
     # ------------------------------------------------------------------ setup helpers
     @staticmethod
@@ -159,8 +161,13 @@ class Qwen2VLGRPOTrainer(Trainer):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         block = self.args.per_device_train_batch_size * self.accelerator.num_processes * self.args.gradient_accumulation_steps
         groups = [r.get("data_type", "video") for r in dataset.records] if isinstance(dataset, RecordDataset) else None
-        return RepeatBlockSampler(len(dataset), block, self.args.num_iterations, shuffle=True, seed=self.args.seed,
-                                  groups=groups)
+        sampler = RepeatBlockSampler(len(dataset), block, self.args.num_iterations, shuffle=True, seed=self.args.seed,
+                                     groups=groups)
+        if len(sampler) == 0:  # the Trainer would otherwise run zero (or endless empty) epochs
+            raise ValueError(f"the training data ({len(dataset)} records) fills no global batch of {block} prompts "
+                             f"of one data_type (per_device_train_batch_size x processes x "
+                             f"gradient_accumulation_steps); nothing to train on")
+        return sampler
 
     # ------------------------------------------------------------------ stage 1: prompts
     def build_prompts(self, records: list[dict]) -> PromptBatch:
@@ -191,6 +198,7 @@ class Qwen2VLGRPOTrainer(Trainer):
                 visuals[i], texts[i], meta[i]["valid"] = self._placeholder_visual(meta[i]["record"]), ".", False
             batch = self.encode(texts, visuals, meta)
         self.metrics.add("data/skipped_too_long", len(too_long))
+        self.skip_monitor.check(self.accelerator, sum(not m["valid"] for m in meta), len(meta))
         return batch
 
     def _too_long_rows(self, batch: PromptBatch) -> list[int]:
@@ -282,9 +290,10 @@ class Qwen2VLGRPOTrainer(Trainer):
 
     # ------------------------------------------------------------------ stage 4: advantages
     def compute_advantages(self, rollouts: RolloutBatch) -> torch.Tensor:
-        """Standardised advantages (N,) of the scalar rewards (Eq. 2 / Eq. 9)."""
+        """Standardised advantages (N,) of the scalar rewards (Eq. 2 / Eq. 9); scope 'batch'
+        all-reduces mean/std over every rank's rollouts (every rank runs this stage)."""
         return group_advantages(rollouts.extras["reward"], self.num_generations, self.args.advantage_scope,
-                                self.args.advantage_eps)
+                                self.args.advantage_eps, reduce_sum=all_reduce_sum)
 
     # ------------------------------------------------------------------ stage 5: log-probs
     def compute_old_and_ref_logps(self, rollouts: RolloutBatch) -> None:
@@ -336,6 +345,7 @@ class Qwen2VLGRPOTrainer(Trainer):
             out = grpo_loss(
                 logps, rollouts.old_per_token_logps, rollouts.ref_per_token_logps, rollouts.advantages,
                 rollouts.completion_mask, self.args.beta, self.args.epsilon, self.args.epsilon_high, self.args.loss_type,
+                max_completion_length=self.args.max_completion_length,
             )
         if out.kl is not None:
             self.metrics.add("kl", out.kl.item())
@@ -348,16 +358,24 @@ class Qwen2VLGRPOTrainer(Trainer):
         """Rewards per function, reward std, zero-std groups, completion lengths, timings."""
         g = self.num_generations
         reward = rollouts.extras["reward"].float()
-        for j, name in enumerate(self.reward_names):
-            self.metrics.add(f"rewards/{name}", rollouts.rewards[:, j].mean().item())
-        group_std = reward.view(-1, g).std(dim=1)
-        self.metrics.add("reward", reward.mean().item())
-        self.metrics.add("reward_std", group_std.mean().item())
-        self.metrics.add("frac_reward_zero_std", (group_std < 1e-6).float().mean().item())
-        lengths = rollouts.completion_mask.sum(dim=1).float()
-        self.metrics.add("completion_length", lengths.mean().item())
-        truncated = (lengths >= rollouts.completion_ids.shape[1]).float()
-        self.metrics.add("completions/truncated_frac", truncated.mean().item())
+        # Skipped prompts (placeholders, valid=False) score 0 by construction: they would drag the
+        # reward means down and count as zero-std groups, so every statistic below excludes them.
+        valid = rollouts.valid.to(reward.device)
+        n_valid = int(valid.sum())
+        if n_valid:
+            for j, name in enumerate(self.reward_names):
+                self.metrics.add(f"rewards/{name}", rollouts.rewards[valid, j].float().mean().item(), n_valid)
+            self.metrics.add("reward", reward[valid].mean().item(), n_valid)
+            lengths = rollouts.completion_mask.sum(dim=1).float()[valid]
+            self.metrics.add("completion_length", lengths.mean().item(), n_valid)
+            truncated = (lengths >= rollouts.completion_ids.shape[1]).float()
+            self.metrics.add("completions/truncated_frac", truncated.mean().item(), n_valid)
+        group_valid = valid.view(-1, g).all(dim=1)
+        if group_valid.any():
+            group_std = reward.view(-1, g)[group_valid].std(dim=1)
+            n_groups = int(group_valid.sum())
+            self.metrics.add("reward_std", group_std.mean().item(), n_groups)
+            self.metrics.add("frac_reward_zero_std", (group_std < 1e-6).float().mean().item(), n_groups)
         self.metrics.add_many(self.timer.pop())
         self._last_samples = [
             {"problem_id": m["record"].get("problem_id"), "prompt": m["prompt_text"], "completion": text,

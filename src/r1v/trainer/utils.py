@@ -100,6 +100,38 @@ class StageTimer:
         return out
 
 
+class SkipMonitor:
+    """Stops a run whose prompts are mostly skipped (undecodable media, over-long prompts).
+
+    A generated batch is over the limit when more than ``max_frac`` of its prompts, summed
+    over all ranks, were skipped; ``patience`` such batches in a row raise RuntimeError.
+    """
+
+    def __init__(self, max_frac: float, patience: int):
+        self.max_frac, self.patience, self.streak = max_frac, patience, 0
+
+    def update(self, skipped: int, total: int) -> Optional[str]:
+        """Record one batch's global counts; the error message once the run must stop, else None."""
+        over = total > 0 and skipped / total > self.max_frac
+        self.streak = self.streak + 1 if over else 0
+        if self.streak < self.patience:
+            return None
+        return (f"{skipped} of {total} prompts of the last generated batch were skipped (undecodable media or "
+                f"prompt over max_prompt_length; the warnings above name each problem_id), more than "
+                f"skipped_prompts_max_frac={self.max_frac} for {self.streak} batches in a row "
+                f"(skipped_prompts_patience={self.patience}): the run is training on placeholders")
+
+    def check(self, accelerator, skipped: int, total: int) -> None:
+        """:meth:`update` with this rank's counts summed over all ranks (a collective every rank
+        must reach), so every rank raises the same RuntimeError at the same batch."""
+        counts = torch.tensor([skipped, total], dtype=torch.long, device=accelerator.device)
+        if accelerator.num_processes > 1:
+            counts = accelerator.reduce(counts, reduction="sum")
+        error = self.update(int(counts[0]), int(counts[1]))
+        if error:
+            raise RuntimeError(error)
+
+
 class MetricStore:
     """Running (sum, count) per metric name between two logging steps."""
 

@@ -1,0 +1,283 @@
+"""Patch mining: ask the teacher for patches of a dataset's failed rollouts ahead of time.
+
+    python -m ffr.mine --teacher-url URL --data DATA.jsonl --completions DUMP... --out mined.jsonl \
+        [--api-key-file F] [--batch-size N] [--use-gt/--no-gt] [--correct-threshold 1.0]
+
+Inputs (``--completions``, files or folders of ``*.jsonl``), one format per line:
+- a training completions dump (``OUTPUT/completions/step_*.jsonl``, written by the
+  GRPO trainer with ``log_completions``): ``problem_id``, ``completion`` and
+  ``rewards/accuracy``; failed = accuracy < ``--correct-threshold`` (Eq. 4);
+- eval predictions (``eval.run``'s ``predictions.jsonl``): ``id`` (= the dataset's
+  problem_id), ``output`` and ``score``; failed = score < threshold; unscored rows
+  (score null) are left out and counted.
+Each failed rollout is joined to its dataset record by problem_id (``r1v.data``),
+its frame times are computed with the training frame policy (``r1v.vision``,
+``--fps/--min-frames/--max-frames``), and the request is built exactly as the
+trainer builds it (``ffr.rollouts.build_request_item``).
+
+Output: one patch-log line per item (the format of ``FFRTrainer.write_patch_log``,
+with ``step`` null, ``outcome`` "mined" or "no_patch", plus ``mine_key`` and
+``source``), appended batch by batch with one write each, so ``python -m
+ffr.audit`` reads it. Resumable: an item whose ``mine_key`` (hash of problem_id,
+response and GT mode) already has a final status (ok, leak, skipped) in --out is
+not asked again; error / timeout items are retried and their new line appended.
+
+Into the service cache: start the service with ``--cache-file`` and every ok
+patch it makes here is stored there and served again after a restart. A cache hit
+needs identical request content (same response, frames, question, gold), so
+mined patches are reused by reruns on the same rollouts (and by audits), not by
+fresh on-policy rollouts.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+from tqdm import tqdm
+
+from ffr.rollouts import build_request_item, gold_answer
+from ffr.teacher.client import TeacherClient
+from ffr.teacher.schema import PatchRequestItem, PatchResult
+from r1v.answers import extract_answer
+from r1v.data import load_records
+from r1v.vision import VisionConfig, load_video
+
+logger = logging.getLogger(__name__)
+
+FINAL_STATUSES = ("ok", "leak", "skipped")
+
+
+@dataclass
+class Rollout:
+    """One failed rollout read from a dump: where it came from, its problem, text and reward."""
+
+    source: str
+    problem_id: str
+    response: str
+    reward: float
+
+
+def iter_rows(paths: list[str]) -> Iterator[tuple[str, dict]]:
+    """('file:line', row) of every non-blank line; folders expand to their ``*.jsonl`` files."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files += sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+    for path in files:
+        if not path.is_file():
+            raise ValueError(f"{path}: completions file not found")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{n}: expected a JSON object")
+                yield f"{path}:{n}", row
+
+
+def read_failed(paths: list[str], threshold: float, counts: Counter) -> list[Rollout]:
+    """Failed rollouts of completion dumps / eval predictions (see the module docstring)."""
+    failed = []
+    for where, row in iter_rows(paths):
+        if "completion" in row:
+            if "rewards/accuracy" not in row:
+                raise ValueError(f"{where}: a completions-dump row needs 'rewards/accuracy'")
+            pid, text, reward = row.get("problem_id"), row["completion"], row["rewards/accuracy"]
+        elif "output" in row and "id" in row:
+            pid, text, reward = row["id"], row["output"], row.get("score")
+            if reward is None:
+                counts["unscored"] += 1
+                continue
+        else:
+            raise ValueError(f"{where}: neither a completions-dump row (problem_id, completion) nor an "
+                             "eval prediction (id, output, score)")
+        if pid is None or not isinstance(text, str) or not isinstance(reward, (int, float)):
+            raise ValueError(f"{where}: needs a problem id, a text response and a numeric reward / score")
+        if reward >= threshold:
+            counts["correct"] += 1
+            continue
+        failed.append(Rollout(where, str(pid), text, float(reward)))
+    return failed
+
+
+def mine_key(problem_id: str, response: str, use_gt: bool) -> str:
+    blob = json.dumps([problem_id, response, use_gt], ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
+
+
+def read_done(out: Path) -> set[str]:
+    """Keys with a final status in `out`; a torn last line is cut off (with a warning)."""
+    if not out.exists():
+        return set()
+    raw = out.read_bytes()
+    lines = raw.split(b"\n")
+    if lines[-1]:
+        logger.warning("%s: dropping a torn last line (%d bytes)", out, len(lines[-1]))
+        os.truncate(out, len(raw) - len(lines[-1]))
+    done = set()
+    for n, line in enumerate(lines[:-1], 1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                key, status = row["mine_key"], row["status"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"{out}:{n}: not a mined patch-log line ({exc})") from exc
+            if status in FINAL_STATUSES:
+                done.add(key)
+    return done
+
+
+class Timestamps:
+    """Frame times per media file under the training frame policy (each video decoded once)."""
+
+    def __init__(self, cfg: VisionConfig):
+        self.cfg = cfg
+        self._seen: dict[str, list[float]] = {}
+
+    def __call__(self, record: dict) -> list[float]:
+        if record.get("data_type") == "image":
+            return []
+        path = record["path"]
+        if path not in self._seen:
+            self._seen[path] = list(load_video(path, self.cfg).timestamps)
+        return self._seen[path]
+
+
+def log_line(item: PatchRequestItem, result: PatchResult, record: dict, rollout: Rollout, key: str) -> dict:
+    """A patch-log line (``FFRTrainer.write_patch_log`` keys) for one mined item."""
+    return {
+        "step": None, "sample_id": item.sample_id, "problem_id": record.get("problem_id"),
+        "question": item.question, "options": item.options, "problem_type": item.problem_type,
+        "gold_answer": gold_answer(record), "video_path": item.video_path, "timestamps": item.timestamps,
+        "student_response": item.student_response, "student_answer": extract_answer(item.student_response),
+        "status": result.status, "error_type": result.error_type, "detail": result.detail,
+        "patch": result.patch.model_dump(mode="json") if result.patch is not None else None,
+        "patched_answer": None, "first_reward": rollout.reward, "patched_reward": None, "chosen_patched": False,
+        "outcome": "mined" if result.status == "ok" else "no_patch",
+        "teacher_model": result.teacher_model, "prompt_version": result.prompt_version,
+        "tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "mine_key": key, "source": rollout.source,
+    }
+
+
+def append_lines(out: Path, rows: list[dict]) -> None:
+    """One O_APPEND write per batch, fsync'd: a kill loses at most the batch in flight."""
+    blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, blob)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def plan(args: argparse.Namespace, counts: Counter) -> list[tuple[Rollout, dict, str]]:
+    """(rollout, record, key) of every failed rollout still to mine, deduplicated by key."""
+    records = {}
+    for rec in load_records(args.data, args.data_root):
+        records.setdefault(str(rec["problem_id"]), rec)
+    done = read_done(Path(args.out))
+    todo, seen = [], set()
+    for ro in read_failed(args.completions, args.correct_threshold, counts):
+        key = mine_key(ro.problem_id, ro.response, args.use_gt)
+        if ro.problem_id not in records:
+            counts["unknown_problem_id"] += 1
+            logger.warning("%s: problem_id %r is not in %s; left out", ro.source, ro.problem_id, args.data)
+        elif key in done:
+            counts["already_mined"] += 1
+        elif key in seen:
+            counts["duplicate"] += 1
+        else:
+            seen.add(key)
+            todo.append((ro, records[ro.problem_id], key))
+    return todo
+
+
+def mine(args: argparse.Namespace, client: TeacherClient) -> Counter:
+    """Mine every pending item in batches; returns counts of statuses and of left-out rows."""
+    counts: Counter = Counter()
+    todo = plan(args, counts)
+    times = Timestamps(VisionConfig(fps=args.fps, min_frames=args.min_frames, max_frames=args.max_frames))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(todo), desc="mining patches", unit="item", disable=args.no_progress) as bar:
+        for start in range(0, len(todo), args.batch_size):
+            batch = todo[start:start + args.batch_size]
+            items = [build_request_item(rec, f"{ro.problem_id}#mine-{key[:12]}", times(rec), ro.response,
+                                        use_gt=args.use_gt) for ro, rec, key in batch]
+            results = client.request_patches(items)
+            append_lines(out, [log_line(it, res, rec, ro, key)
+                               for it, res, (ro, rec, key) in zip(items, results, batch, strict=True)])
+            counts.update(f"status/{r.status}" for r in results)
+            bar.update(len(batch))
+    return counts
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m ffr.mine", description=__doc__.split("\n\n")[0])
+    p.add_argument("--teacher-url", required=True, help="base URL of the teacher service")
+    p.add_argument("--data", required=True, help="dataset JSON / JSONL the rollouts were made from")
+    p.add_argument("--data-root", default=None, help="media root of --data (default: its folder)")
+    p.add_argument("--completions", nargs="+", required=True, metavar="DUMP",
+                   help="completions dumps / eval predictions (files, or folders of *.jsonl)")
+    p.add_argument("--out", required=True, help="patch-log JSONL to append to (resumed if it exists)")
+    p.add_argument("--api-key-file", default=None, help="file holding the service's bearer token")
+    p.add_argument("--batch-size", type=int, default=32, help="items per teacher call batch")
+    p.add_argument("--use-gt", dest="use_gt", action="store_true", default=True,
+                   help="send the gold answer to the teacher (Eq. 5; the default)")
+    p.add_argument("--no-gt", dest="use_gt", action="store_false",
+                   help="the no-GT-reference mode: the teacher sees no gold answer")
+    p.add_argument("--correct-threshold", type=float, default=1.0, help="correct iff reward / score >= this")
+    p.add_argument("--fps", type=float, default=VisionConfig.fps, help="frame policy: sampled fps")
+    p.add_argument("--min-frames", type=int, default=VisionConfig.min_frames, help="frame policy: min frames")
+    p.add_argument("--max-frames", type=int, default=VisionConfig.max_frames, help="frame policy: max frames")
+    p.add_argument("--timeout-s", type=float, default=600.0, help="timeout of one teacher call")
+    p.add_argument("--max-retries", type=int, default=2, help="retries of a failed teacher call")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.batch_size < 1 or args.timeout_s <= 0 or args.max_retries < 0:
+        p.error("--batch-size must be >= 1, --timeout-s > 0 and --max-retries >= 0")
+    if not 0.0 < args.correct_threshold <= 1.0:
+        p.error(f"--correct-threshold must be in (0, 1], got {args.correct_threshold}")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    api_key = None
+    if args.api_key_file:
+        try:
+            api_key = Path(args.api_key_file).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            print(f"error: cannot read api key file {args.api_key_file}: {exc.strerror}", file=sys.stderr)
+            return 2
+        if api_key is None:
+            print(f"error: api key file {args.api_key_file} is empty", file=sys.stderr)
+            return 2
+    # A batch's deadline covers every retry of its calls. No circuit breaker: offline, each batch
+    # may as well try; items that fail come back as errors and are retried by the next run.
+    client = TeacherClient(args.teacher_url, api_key=api_key, timeout_s=args.timeout_s,
+                           step_deadline_s=args.timeout_s * (args.max_retries + 1) + 60.0,
+                           max_retries=args.max_retries, breaker_failures=0, cache=False)
+    try:
+        counts = mine(args, client)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+    print("mined: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "mined: nothing to do")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

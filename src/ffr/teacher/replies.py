@@ -1,0 +1,186 @@
+"""Reading a teacher model's replies: markup, text actions, lenient JSON, patch validation.
+
+Servers differ in what a reply looks like, so everything here is tolerant of form and strict
+about content:
+- GLM-4.5V wraps answers in ``<|begin_of_box|> ... <|end_of_box|>`` and may think inline in
+  ``<think> ... </think>``; vLLM's reasoning parsers move the thinking to
+  ``reasoning_content`` (newer servers: ``reasoning``). `strip_markup` removes all of it.
+- Tool calls come as native ``tool_calls`` (arguments a JSON string, or an object on the GLM
+  API), or as text: our ``ACTION: {...}`` line, a Hermes ``<tool_call>{json}</tool_call>``
+  block, or GLM's ``<tool_call>name<arg_key>k</arg_key><arg_value>v</arg_value></tool_call>``.
+- The final patch is the first JSON object in the text that validates as an `EvidencePatch`
+  after normalisation (error types with an ``_error`` suffix, key frames as a list,
+  ``bbox``/``bbox_2d`` keys, 0-1000 boxes converted to relative coordinates).
+A reply that yields no valid patch raises `ReplyError` whose `kind` becomes the item's
+``error_type`` after the one re-ask.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Optional
+
+from pydantic import ValidationError
+
+from ffr.patch import EvidencePatch, check_patch_frames
+
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+_OPEN_THINK = re.compile(r"^.*?</think>", re.DOTALL | re.IGNORECASE)  # "<think>" eaten by the template
+_BOX_TAGS = re.compile(r"<\|(?:begin|end)_of_box\|>")
+_FENCE = re.compile(r"```(?:json)?", re.IGNORECASE)
+_ACTION = re.compile(r"ACTION\s*:\s*", re.IGNORECASE)
+_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
+_GLM_ARG = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.DOTALL)
+
+
+class ReplyError(ValueError):
+    """No usable patch in a reply; `kind` names why (empty_reply, reasoning_only, no_json, invalid_patch)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def strip_markup(text: Optional[str]) -> str:
+    """Text without thinking, GLM box tags or code fences; '' for None."""
+    if not text:
+        return ""
+    text = _THINK.sub(" ", text)
+    if "</think>" in text.lower():
+        text = _OPEN_THINK.sub(" ", text)
+    text = _BOX_TAGS.sub(" ", text)
+    return _FENCE.sub(" ", text).strip()
+
+
+def message_parts(message: Any) -> tuple[str, str]:
+    """(content, reasoning) of an SDK message; reasoning from reasoning_content or reasoning."""
+    content = getattr(message, "content", None) or ""
+    extra = getattr(message, "model_extra", None) or {}
+    reasoning = extra.get("reasoning_content") or extra.get("reasoning") or ""
+    return str(content), str(reasoning)
+
+
+def _json_objects(text: str) -> list[Any]:
+    """Every JSON value that starts at a '{' of `text` and decodes, in order."""
+    decoder, found = json.JSONDecoder(), []
+    for m in re.finditer(r"\{", text):
+        try:
+            value, _ = decoder.raw_decode(text, m.start())
+        except ValueError:
+            continue
+        found.append(value)
+    return found
+
+
+def _coerce_args(raw: Any) -> Any:
+    """Tool arguments as a dict: a JSON string (OpenAI), an object (GLM API), or garbage (returned as is)."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return raw
+    return raw
+
+
+def parse_text_action(text: str) -> Optional[tuple[str, Any]]:
+    """A tool call written as text (see the module docstring) -> (name, arguments), or None."""
+    clean = strip_markup(text)
+    m = _ACTION.search(clean)
+    if m:
+        objs = _json_objects(clean[m.end():])
+        if objs and isinstance(objs[0], dict):
+            obj = objs[0]
+            name = obj.get("tool") or obj.get("name")
+            if isinstance(name, str):
+                return name, _coerce_args(obj.get("arguments", obj.get("args", {})))
+        return "<malformed action>", clean[m.end():m.end() + 200]
+    for block in _TOOL_CALL.findall(text or ""):
+        objs = _json_objects(block)
+        if objs and isinstance(objs[0], dict) and isinstance(objs[0].get("name"), str):
+            return objs[0]["name"], _coerce_args(objs[0].get("arguments", {}))
+        name = block.split("<arg_key>")[0].strip()
+        if name and re.fullmatch(r"[A-Za-z_][\w]*", name):
+            return name, {k.strip(): _coerce_args(v.strip()) for k, v in _GLM_ARG.findall(block)}
+    return None
+
+
+def native_tool_calls(message: Any) -> list[tuple[str, str, Any]]:
+    """(call id, name, arguments) of each native tool call; arguments decoded when JSON."""
+    calls = []
+    for k, call in enumerate(getattr(message, "tool_calls", None) or []):
+        fn = getattr(call, "function", None)
+        name = getattr(fn, "name", None) or "<unnamed>"
+        calls.append((getattr(call, "id", None) or f"call_{k}", name, _coerce_args(getattr(fn, "arguments", None))))
+    return calls
+
+
+def _normalise(obj: dict, coords: str, n_frames: int) -> dict:
+    """Map common near-miss shapes onto the EvidencePatch schema (see the module docstring)."""
+    out = dict(obj)
+    types = out.get("error_types", out.pop("error_type", None))
+    if isinstance(types, str):
+        types = [types]
+    if isinstance(types, list):
+        types = [re.sub(r"[_ ]error$", "", t.strip().lower()) if isinstance(t, str) else t for t in types]
+        out["error_types"] = list(dict.fromkeys(types))
+    if n_frames <= 1:  # a single image has no frame range to point at
+        out["key_frames"] = None
+    key = out.get("key_frames")
+    if isinstance(key, dict) and {"start", "end"} <= set(key):
+        key = [key["start"], key["end"]]
+    if isinstance(key, list) and key and all(isinstance(i, int) and not isinstance(i, bool) for i in key):
+        start, end = min(key), max(key)
+        if start == end and n_frames > 1:  # a range, never one "answer frame" (paper Sec. 3.2)
+            start, end = max(0, start - 1), min(n_frames - 1, end + 1)
+        out["key_frames"] = [start, end]
+    regions = []
+    for region in out.get("spatial_regions") or []:
+        if not isinstance(region, dict):
+            regions.append(region)
+            continue
+        r = dict(region)
+        box = r.pop("bbox_2d", None) or r.pop("bbox", None) or r.get("box")
+        r["box"] = box
+        declared = r.get("coords") or coords
+        if isinstance(box, list) and box and all(isinstance(v, (int, float)) for v in box) and max(box) > 1.0:
+            declared = "norm1000" if max(box) <= 1000 else declared
+        r["coords"] = declared
+        if n_frames <= 1:  # a single image: every region is on it
+            r["frame"] = None
+        regions.append(r)
+    if "spatial_regions" in out:
+        out["spatial_regions"] = regions
+    if isinstance(out.get("temporal_markers"), str):
+        out["temporal_markers"] = [out["temporal_markers"]]
+    return out
+
+
+def parse_patch(text: str, coords: str, n_frames: int) -> EvidencePatch:
+    """The first JSON object in `text` that validates as a patch; ReplyError otherwise.
+
+    Regions come back in relative coordinates; frame indices are checked against the
+    `n_frames` the student saw (0 or 1 for an image item).
+    """
+    clean = strip_markup(text)
+    if not clean:
+        raise ReplyError("empty_reply", "the reply has no content")
+    candidates = [o for o in _json_objects(clean) if isinstance(o, dict)]
+    if not candidates:
+        raise ReplyError("no_json", f"no JSON object in the reply: {clean[:120]!r}")
+    problems = []
+    for obj in sorted(candidates, key=lambda o: "error_types" not in o and "error_type" not in o):
+        try:
+            patch = EvidencePatch.model_validate(_normalise(obj, coords, n_frames))
+            # Pixel boxes would need the frame size; the prompt never asks for them, so to_relative raises.
+            patch = patch.model_copy(update={"spatial_regions": [r.to_relative() for r in patch.spatial_regions]})
+            check_patch_frames(patch, max(n_frames, 1))
+            return patch
+        except (ValidationError, ValueError) as exc:
+            problems.append(_short_error(exc))
+    raise ReplyError("invalid_patch", f"JSON does not validate as a patch: {problems[0]}")
+
+
+def _short_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:3])
+    return str(exc)
