@@ -8,7 +8,6 @@ import torch
 
 from r1v.config import GRPOConfig
 from r1v.data import load_records
-from r1v.trainer.grpo_math import grpo_loss
 from r1v.trainer.grpo_trainer import Qwen2VLGRPOTrainer
 from r1v.vision import VisionConfig
 

@@ -73,6 +73,7 @@ def test_ffr_run_with_model_teacher(tiny_qwen25_ckpt, synthetic_dir, videos, tmp
     patched = [r for r in rows if r["status"] == "ok"]
     assert patched and all(r["patch"]["key_frames"] == {"start": 1, "end": 2} for r in patched)
     assert all(r["teacher_model"] == "scripted-teacher" and r["prompt_version"] for r in patched)
+    assert all(r["patch_error_types"] == ["temporal"] and r["tokens_in"] == 550 for r in patched)
     assert any(r["outcome"] in ("fixed", "improved", "not_fixed") for r in patched)  # the second round ran
 
 

@@ -372,5 +372,6 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
                     "patched_reward": float(info["patched_acc"][i]) if info["has_patch"][i] else None,
                     "chosen_patched": bool(info["chosen"][i]), "outcome": outcome,
                     "teacher_model": res.teacher_model, "prompt_version": res.prompt_version,
-                    "tokens_in": res.tokens_in, "tokens_out": res.tokens_out,
+                    "tokens_in": res.tokens_in, "tokens_out": res.tokens_out, "regenerated": res.regenerated,
+                    "patch_error_types": res.patch_error_types, "leak_source": res.leak_source,
                 }) + "\n")

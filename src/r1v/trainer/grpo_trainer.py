@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, Trainer
+from transformers import AutoProcessor, PreTrainedModel, Trainer
 
 from r1v import rewards as rewards_module
 from r1v.config import GRPOConfig
@@ -32,24 +32,13 @@ from r1v.trainer.checkpoints import AtomicCheckpointMixin
 from r1v.trainer.grpo_math import all_reduce_sum, completion_mask_from_eos, group_advantages, grpo_loss
 from r1v.trainer.utils import (
     MetricStore, RecordDataset, RepeatBlockSampler, SkipMonitor, StageTimer, gather_object_list, identity_collator,
-    merge_metric_states, prepare_deepspeed_reference,
+    load_student, merge_metric_states, prepare_deepspeed_reference, prepare_student,
 )
 from r1v.vision import VisionConfig, load_image, load_video
 
 logger = logging.getLogger(__name__)
 
 RewardFunc = Callable[..., list[float]]
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
-
-
-def load_student(path: str, torch_dtype: str = "bfloat16", attn_implementation: str = "sdpa") -> PreTrainedModel:
-    """Load a Qwen2.5-VL / Qwen3-VL checkpoint by folder or hub id."""
-    if torch_dtype not in _DTYPES:
-        raise ValueError(f"torch_dtype must be one of {sorted(_DTYPES)}, got {torch_dtype!r}")
-    return AutoModelForImageTextToText.from_pretrained(
-        path, dtype=_DTYPES[torch_dtype], attn_implementation=attn_implementation
-    )
-
 
 class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
     """GRPO for Qwen-VL video students (R1-V semantics, Video-R1 video inputs).
@@ -77,13 +66,8 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
         attn_implementation: str = "sdpa",
         freeze_vision_tower: bool = False,
     ):
-        model_id = model if isinstance(model, str) else model.config._name_or_path
-        if isinstance(model, str):
-            model = load_student(model, torch_dtype, attn_implementation)
-        if freeze_vision_tower:
-            model.model.visual.requires_grad_(False)
-        if args.activation_checkpointing:
-            model.config.use_cache = False
+        model, model_id = prepare_student(model, torch_dtype, attn_implementation, freeze_vision_tower,
+                                          args.activation_checkpointing)
         if processing_class is None:
             processing_class = AutoProcessor.from_pretrained(model_id)
         if args.beta != 0.0 and ref_model is None:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from transformers import AutoProcessor, PreTrainedModel, Trainer
 
 from r1v.sft_data import IGNORE_INDEX, SFTCollator
-from r1v.trainer.grpo_trainer import load_student
+from r1v.trainer.utils import prepare_student
 from r1v.trainer.utils import MetricStore, RecordDataset, RepeatBlockSampler, gather_object_list, merge_metric_states
 from r1v.vision import VisionConfig
 
@@ -45,13 +45,8 @@ class Qwen2VLSFTTrainer(Trainer):
     def __init__(self, model: Union[str, PreTrainedModel], args, train_dataset, processing_class=None,
                  vision_config: Optional[VisionConfig] = None, callbacks=None, optimizers=(None, None),
                  torch_dtype: str = "bfloat16", attn_implementation: str = "sdpa", freeze_vision_tower: bool = False):
-        model_id = model if isinstance(model, str) else model.config._name_or_path
-        if isinstance(model, str):
-            model = load_student(model, torch_dtype, attn_implementation)
-        if freeze_vision_tower:
-            model.model.visual.requires_grad_(False)
-        if args.activation_checkpointing:
-            model.config.use_cache = False
+        model, model_id = prepare_student(model, torch_dtype, attn_implementation, freeze_vision_tower,
+                                          args.activation_checkpointing)
         if processing_class is None:
             processing_class = AutoProcessor.from_pretrained(model_id)
         if not isinstance(train_dataset, torch.utils.data.Dataset):

@@ -10,6 +10,7 @@ from typing import Any, Iterator, Optional
 
 import torch
 from torch.utils.data import Dataset, Sampler
+from transformers import AutoModelForImageTextToText
 
 logger = logging.getLogger(__name__)
 
@@ -193,3 +194,29 @@ def gather_object_list(accelerator, obj: Any) -> list[Any]:
     from accelerate.utils import gather_object
 
     return gather_object([obj])
+
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
+
+
+def load_student(path: str, torch_dtype: str = "bfloat16", attn_implementation: str = "sdpa"):
+    """Load a Qwen2.5-VL / Qwen3-VL checkpoint by folder or hub id (GRPO, T-GRPO and SFT students)."""
+    if torch_dtype not in _DTYPES:
+        raise ValueError(f"torch_dtype must be one of {sorted(_DTYPES)}, got {torch_dtype!r}")
+    return AutoModelForImageTextToText.from_pretrained(
+        path, dtype=_DTYPES[torch_dtype], attn_implementation=attn_implementation
+    )
+
+
+def prepare_student(model, torch_dtype: str, attn_implementation: str, freeze_vision_tower: bool,
+                    activation_checkpointing: bool):
+    """(model, model id): load a path / hub id, freeze the vision tower if asked, no KV cache under
+    activation checkpointing. Shared by the GRPO, T-GRPO and SFT trainers."""
+    model_id = model if isinstance(model, str) else model.config._name_or_path
+    if isinstance(model, str):
+        model = load_student(model, torch_dtype, attn_implementation)
+    if freeze_vision_tower:
+        model.model.visual.requires_grad_(False)
+    if activation_checkpointing:
+        model.config.use_cache = False
+    return model, model_id
