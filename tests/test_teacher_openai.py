@@ -255,19 +255,17 @@ def test_judge_catches_a_paraphrase_leak_and_the_regeneration_is_judged_again(me
 def test_serve_script_runs_the_model_backend(media, tmp_path):
     """`TEACHER=vllm local_scripts/serve_teacher.sh` against the scripted endpoint, key from a file, judge on."""
     import os
-    import socket
     import subprocess
     import sys
-    import time
+
+    from serving import free_port, wait_until_up
 
     repo = Path(__file__).resolve().parents[1]
     key = tmp_path / "upstream.key"
     key.write_text("sk-test\n")
     judge_reply = Reply(content="B")
     with scripted_openai(lambda body, i: FINAL if body["model"] == "scripted-teacher" else judge_reply) as (base, srv):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         env = {**os.environ, "PYTHON": sys.executable, "TEACHER": "vllm", "TEACHER_PORT": str(port),
                "TEACHER_ALLOWED_ROOT": str(media["root"]), "TEACHER_BASE_URL": base,
                "TEACHER_MODEL": "scripted-teacher", "TEACHER_UPSTREAM_KEY_FILE": str(key), "JUDGE_MODEL": "judge"}
@@ -276,14 +274,7 @@ def test_serve_script_runs_the_model_backend(media, tmp_path):
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if requests.get(f"{url}/health", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    assert proc.poll() is None and time.monotonic() < deadline, "service did not start"
-                    time.sleep(0.2)
+            wait_until_up(proc, f"{url}/health", 60, "teacher service")
             assert requests.get(f"{url}/ready", timeout=15).json() == {"ready": True, "backend": "openai"}
             resp = requests.post(f"{url}/patch", json={"items": [make_item(media)]}, timeout=60)
         finally:

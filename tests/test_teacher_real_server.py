@@ -7,7 +7,6 @@ never a crash or a hang, and its tokens must be counted.
 """
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from serving import free_port, wait_until_up
 
 from ffr.teacher.openai_backend import OpenAITeacher, OpenAITeacherConfig
 from ffr.teacher.schema import STATUSES, PatchRequestItem, PatchResponse
@@ -25,12 +26,6 @@ from r1v.vision import VisionConfig, load_video
 VISION = VisionConfig(max_frames=4, video_max_pixels=3136, video_min_pixels=3136, image_max_pixels=12544,
                       image_min_pixels=3136)
 START_TIMEOUT_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +39,10 @@ def served_model(tiny_qwen25_ckpt, tmp_path_factory):
                                 stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        until = time.monotonic() + START_TIMEOUT_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"transformers serve exited ({proc.returncode}): {log.read_text()[-2000:]}")
-            try:
-                if requests.get(f"{base}/models", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > until:
-                raise RuntimeError(f"transformers serve did not start in {START_TIMEOUT_S}s: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
+        try:
+            wait_until_up(proc, f"{base}/models", START_TIMEOUT_S, "transformers serve")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {log.read_text()[-2000:]}") from exc
         yield base, tiny_qwen25_ckpt
     finally:
         proc.terminate()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from ffr.patch import EvidencePatch, evidence_to_patch
 from ffr.teacher.backends import BACKENDS, AnnotationBackend, Proposal, TeacherBackend
 from ffr.teacher.schema import PatchRequestItem, PatchResponse
 from ffr.teacher.service import confine_path, create_app, serve_in_thread
+from serving import free_port, wait_until_up
 
 REPO = Path(__file__).resolve().parents[1]
 EVIDENCE = {"time_span": [1.0, 2.0], "region": [0.1, 0.1, 0.4, 0.5], "error_type": "spatial",
@@ -218,23 +218,14 @@ def test_annotation_backend_modes():
 def test_serve_script_starts_cli(tree, tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text("k3y\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "PYTHON": sys.executable, "TEACHER_PORT": str(port),
            "TEACHER_ALLOWED_ROOT": str(tree["root"]), "TEACHER_API_KEY_FILE": str(key_file)}
     proc = subprocess.Popen(["bash", str(REPO / "local_scripts" / "serve_teacher.sh"), "--log-level", "warning"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"{base}/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                assert proc.poll() is None and time.monotonic() < deadline, "service did not start"
-                time.sleep(0.1)
+        wait_until_up(proc, f"{base}/health", 20, "teacher service")
         assert requests.get(f"{base}/ready", timeout=5).status_code == 401
         ready = requests.get(f"{base}/ready", headers={"Authorization": "Bearer k3y"}, timeout=5)
         assert ready.json() == {"ready": True, "backend": "annotation"}

@@ -60,3 +60,18 @@ def kill_tree(pid: int) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs(procs, timeout=10)
+
+
+def assert_divergence_caught(res: LaunchResult, out_dir, settle_s: float = 15.0) -> None:
+    """The negative test of a coordination rule: the workers wrote ``out_dir/diverging`` when the
+    ranks took different paths, and the job must then hang (killed at its timeout) or fail, never
+    finish on both ranks. A timeout counts only if the job had `settle_s` after diverging to finish
+    (the remaining steps take seconds), so a slow start is not mistaken for a caught hang."""
+    from pathlib import Path
+
+    marker = Path(out_dir) / "diverging"
+    assert marker.exists(), f"run never reached the divergence:\n{res.output[-3000:]}"
+    assert res.timed_out or res.returncode != 0
+    assert not all((Path(out_dir) / f"rank{r}.json").exists() for r in (0, 1)), "uncoordinated generate went unnoticed"
+    if res.timed_out:
+        assert time.time() - marker.stat().st_mtime >= settle_s, "divergence reached too late to tell a hang"

@@ -47,7 +47,7 @@ from ffr.rollouts import build_request_item, gold_answer
 from ffr.teacher.client import TeacherClient
 from ffr.teacher.schema import PatchRequestItem, PatchResult
 from r1v.answers import extract_answer
-from r1v.data import load_records
+from r1v.data import json_records, load_records
 from r1v.vision import VisionConfig, load_video
 
 logger = logging.getLogger(__name__)
@@ -73,15 +73,10 @@ def iter_rows(paths: list[str]) -> Iterator[tuple[str, dict]]:
     for path in files:
         if not path.is_file():
             raise ValueError(f"{path}: completions file not found")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{n}: not JSON ({exc.msg})") from exc
-                if not isinstance(row, dict):
-                    raise ValueError(f"{path}:{n}: expected a JSON object")
-                yield f"{path}:{n}", row
+        for where, row in json_records(path):
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: expected a JSON object")
+            yield where, row
 
 
 def read_failed(paths: list[str], threshold: float, counts: Counter) -> list[Rollout]:

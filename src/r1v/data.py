@@ -147,11 +147,13 @@ def _check_answer(problem_type: str, options: list[str], solution: str) -> None:
         raise ValueError(f"solution: {problem_type} answer {gold!r} does not parse as a number")
 
 
-def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
+def iter_json_records(path: Path) -> Iterator[tuple[str, Any]]:
     """Yield (location, parsed object or the JSONDecodeError) for each record of a file.
 
     A file whose first non-blank character is '[' is a JSON list (Video-R1's .json);
     anything else is JSONL. Location is "file:line" (JSONL) or "file[item i]" (JSON).
+    Shared by every reader of project JSON/JSONL files (data, prepare, traces, mining), so they
+    all name a bad line the same way; use `json_records` to raise on the first bad line.
     """
     text = path.read_text(encoding="utf-8")
     if text.lstrip().startswith("["):
@@ -169,6 +171,14 @@ def _iter_raw(path: Path) -> Iterator[tuple[str, Any]]:
             yield f"{path}:{lineno}", json.loads(line)
         except json.JSONDecodeError as exc:
             yield f"{path}:{lineno}", exc
+
+
+def json_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """`iter_json_records`, raising ValueError("<file:line>: invalid JSON: ...") at a bad line."""
+    for where, obj in iter_json_records(Path(path)):
+        if isinstance(obj, json.JSONDecodeError):
+            raise ValueError(f"{where}: invalid JSON: {obj.msg}") from obj
+        yield where, obj
 
 
 def _resolve(rec: dict, root: Path, check_media: bool) -> dict:
@@ -199,7 +209,7 @@ def read_records(path, data_root=None, on_error: str = "raise", check_media: boo
     root = Path(data_root) if data_root is not None else path.parent
     result = LoadResult()
     seen: dict[str, str] = {}  # str(problem_id) -> where it was first kept
-    for where, raw in _iter_raw(path):
+    for where, raw in iter_json_records(path):
         pid = raw.get("problem_id") if isinstance(raw, dict) else None
         try:
             if isinstance(raw, json.JSONDecodeError):

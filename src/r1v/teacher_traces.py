@@ -34,7 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from r1v.answers import extract_answer_strict
-from r1v.data import read_records
+from r1v.data import json_records, read_records
 from r1v.prompts import build_prompt_text
 from r1v.rewards import accuracy_reward
 from r1v.vision import VisionConfig, load_image, load_video
@@ -173,14 +173,10 @@ def _read_lines(path: Path) -> list[dict]:
     """JSONL rows of an earlier run's file ([] when absent); a corrupt line is an error naming it."""
     if not path.is_file():
         return []
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: invalid JSON ({exc.msg}); fix or remove the line to resume") from exc
-    return rows
+    try:
+        return [row for _, row in json_records(path)]
+    except ValueError as exc:
+        raise ValueError(f"{exc}; fix or remove the line to resume") from exc
 
 
 def done_ids(out: Path, attempts: Path, retry_dropped: bool) -> tuple[set[str], int]:

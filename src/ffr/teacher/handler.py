@@ -1,6 +1,6 @@
 """The per-item pipeline of the teacher service and its statistics.
 
-`_PatchHandler.handle` turns one raw request item into a `PatchResult`, never raising for
+`PatchHandler.handle` turns one raw request item into a `PatchResult`, never raising for
 item-level faults: validate -> confine the path -> cache (namespaced by the backend's
 `cache_namespace`) -> backend proposal (timed) -> leak review (`guard.LeakGuard`: gates, optional
 blind judge, one regeneration) -> result with the backend's cost fields. `ServiceStats`
@@ -127,7 +127,7 @@ class ServiceStats:
         }
 
 
-class _PatchHandler:
+class PatchHandler:
     """Per-item pipeline: validate -> confine path -> cache -> backend (timed) -> leak gate.
 
     All methods run on the event loop thread, so the cache and stats need no

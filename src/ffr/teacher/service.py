@@ -37,7 +37,7 @@ from ffr.teacher.backends import TeacherBackend
 from ffr.teacher.cache import ResultCache
 from ffr.teacher.guard import LeakGuard
 # confine_path / PathRejected are re-exported: callers and tests import them from the service.
-from ffr.teacher.handler import PathRejected, ServiceStats, _PatchHandler, confine_path  # noqa: F401
+from ffr.teacher.handler import PatchHandler, PathRejected, ServiceStats, confine_path  # noqa: F401
 from ffr.teacher.schema import PatchResponse
 # serve_in_thread is re-exported: tests and the CPU demo run the service in-process from here.
 from ffr.teacher.server import (DEFAULT_KEEP_ALIVE_S, DEFAULT_MAX_CONNECTIONS,  # noqa: F401
@@ -126,7 +126,7 @@ def create_app(backend: TeacherBackend, allowed_root: str, api_key: str | None =
         raise ValueError("max_items, max_body_bytes, item_timeout_s and read_timeout_s must be positive")
     stats = ServiceStats(backend_name=backend.name)
     guard = LeakGuard(backend, judge=judge, regenerate=regenerate_leaks)
-    handler = _PatchHandler(backend, root, cache_size, max_workers, stats, guard=guard)
+    handler = PatchHandler(backend, root, cache_size, max_workers, stats, guard=guard)
     if cache_file is not None:  # persistent cache: results survive restarts (ffr.mine fills it ahead)
         namespace = getattr(backend, "cache_namespace", None) or backend.name
         handler.cache = ResultCache(cache_size, path=cache_file, namespace=namespace)
