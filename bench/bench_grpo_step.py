@@ -21,8 +21,8 @@ from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
 
 from r1v.config import GRPOConfig
 from r1v.data import load_records
-from r1v.synthetic import generate_dataset
-from r1v.tiny import build_tiny_checkpoint
+from r1v.toy.synthetic import generate_dataset
+from r1v.toy.tiny import build_tiny_checkpoint
 from r1v.trainer.grpo_trainer import Qwen2VLGRPOTrainer
 from r1v.vision import VisionConfig
 

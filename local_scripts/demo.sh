@@ -23,8 +23,8 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 
 echo "== 1/4 tiny checkpoint (with format warm-up) and synthetic data =="
-"$PY" -m r1v.tiny --out "$OUT/tiny-qwen2_5_vl" --arch qwen2_5_vl --warmup-steps 120
-"$PY" -m r1v.synthetic --out "$OUT/synthetic" --n 32 --seed 0
+"$PY" -m r1v.toy.tiny --out "$OUT/tiny-qwen2_5_vl" --arch qwen2_5_vl --warmup-steps 120
+"$PY" -m r1v.toy.synthetic --out "$OUT/synthetic" --n 32 --seed 0
 
 echo "== 2/4 teacher service (annotation backend) on loopback =="
 PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"

@@ -28,7 +28,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def tiny_qwen25_ckpt(tmp_path_factory):
     """A random-weight Qwen2.5-VL checkpoint folder, loaded by path like a real one."""
-    from r1v.tiny import build_tiny_checkpoint
+    from r1v.toy.tiny import build_tiny_checkpoint
 
     return str(build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-qwen2_5_vl", arch="qwen2_5_vl", seed=0))
 
@@ -36,7 +36,7 @@ def tiny_qwen25_ckpt(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory):
     """A small synthetic video-QA set (videos, images, train.jsonl with evidence)."""
-    from r1v.synthetic import generate_dataset
+    from r1v.toy.synthetic import generate_dataset
 
     out = tmp_path_factory.mktemp("synth")
     generate_dataset(out, n_items=24, seed=0)

@@ -184,7 +184,7 @@ def test_shipped_mixtures(tmp_path, monkeypatch):
     assert len({r["problem_id"] for r in records}) == 4000
     assert records[0]["path"].startswith(str(tmp_path / "VIDEO_R1_DATA"))
 
-    from r1v.synthetic import generate_dataset
+    from r1v.toy.synthetic import generate_dataset
     generate_dataset(tmp_path / "synth", n_items=3, seed=0)
     monkeypatch.setenv("SYNTH_DATA", str(tmp_path / "synth"))
     assert len(load_mixture(REPO / "data_configs" / "synthetic.yaml")) == 3

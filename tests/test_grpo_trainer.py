@@ -173,7 +173,7 @@ def test_too_long_prompt_is_skipped_with_metric(tiny_qwen25_ckpt, synthetic_dir,
 
 
 def test_qwen3_vl_student_trains_on_videos_and_images(synthetic_dir, tmp_path):
-    from r1v.tiny import build_tiny_checkpoint
+    from r1v.toy.tiny import build_tiny_checkpoint
 
     ckpt = str(build_tiny_checkpoint(tmp_path / "q3", arch="qwen3_vl"))
     records = _records(synthetic_dir, kind=None)

@@ -16,7 +16,7 @@ import requests
 from ffr.teacher.openai_backend import OpenAITeacher, OpenAITeacherConfig
 from ffr.teacher.schema import PatchRequestItem, PatchResponse, PatchResult
 from ffr.teacher.service import create_app, serve_in_thread
-from r1v.synthetic_draw import encode_mp4
+from r1v.toy.draw import encode_mp4
 from r1v.vision import VisionConfig, load_video
 from scripted_openai import Reply, scripted_openai, tool_call
 

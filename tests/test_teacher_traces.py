@@ -9,7 +9,7 @@ from PIL import Image
 
 from r1v.data import read_records
 from r1v.prompts import build_prompt_text
-from r1v.synthetic_draw import encode_mp4
+from r1v.toy.draw import encode_mp4
 from r1v.teacher_traces import build_parser, main, run
 
 sys.path.insert(0, str(Path(__file__).parent))

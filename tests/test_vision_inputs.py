@@ -12,7 +12,7 @@ from transformers import AutoProcessor
 
 from r1v.inputs import encode_prompts, make_dummy_visual, patch_factor_of, vision_token_ids
 from r1v import vision
-from r1v.tiny import build_tiny_checkpoint
+from r1v.toy.tiny import build_tiny_checkpoint
 from r1v.vision import (
     VideoClip,
     VisionConfig,

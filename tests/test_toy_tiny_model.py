@@ -1,4 +1,4 @@
-"""The tiny offline checkpoints (r1v.tiny) load like real ones and run with r1v.inputs."""
+"""The tiny offline checkpoints (r1v.toy.tiny) load like real ones and run with r1v.inputs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from r1v.inputs import encode_prompts, make_dummy_visual, vision_token_ids
-from r1v.tiny import SPECIAL_TOKENS, build_tiny_checkpoint, main
+from r1v.toy.tiny import SPECIAL_TOKENS, build_tiny_checkpoint, main
 from r1v.vision import VideoClip, VisionConfig
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")

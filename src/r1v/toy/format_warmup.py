@@ -34,7 +34,7 @@ import torch
 from r1v.inputs import encode_prompts, patch_factor_of
 from r1v.prompts import build_prompt_text
 from r1v.rollout import per_token_logps
-from r1v.synthetic import generate_dataset
+from r1v.toy.synthetic import generate_dataset
 from r1v.trainer.batch import PromptBatch, RolloutBatch
 from r1v.vision import VisionConfig, load_image, load_video
 

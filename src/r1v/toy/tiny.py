@@ -5,8 +5,9 @@
 like a hub checkpoint: a byte-level BPE tokenizer trained on a small built-in corpus (Qwen's
 pre-tokenizer, Qwen's special tokens in Qwen's order, a chat template rendering like Qwen's),
 image and video processors whose pixel bounds match ``r1v.vision.VisionConfig`` defaults, a
-config with hidden size 64 / 2 layers / vision depth 2, random weights and a generation config
-carrying the real checkpoints' decoding defaults (so callers must override them explicitly).
+config sized by ``TinySize`` (default: hidden 64, 2 text layers, vision depth 2), random weights
+and a generation config carrying the real checkpoints' decoding defaults (so callers must override
+them explicitly).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,7 +39,39 @@ from r1v.vision import VisionConfig
 logger = logging.getLogger(__name__)
 
 ARCHS = ("qwen2_5_vl", "qwen3_vl")
-HIDDEN = 64
+
+
+@dataclass(frozen=True)
+class TinySize:
+    """Sizes of a tiny student. The head size (hidden / heads) must be a multiple of 16 so that
+    the three M-RoPE sections (temporal, height, width) split its rotary half as Qwen's do
+    (1/4, 3/8, 3/8: [16, 24, 24] for head size 128, [2, 3, 3] for 16)."""
+
+    hidden: int = 64
+    intermediate: int = 128
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    vision_depth: int = 2
+    vision_hidden: int = 64
+    vision_heads: int = 4
+
+    def __post_init__(self):
+        head = self.hidden // self.heads
+        if self.hidden % self.heads or head % 16:
+            raise ValueError(f"hidden/heads = {self.hidden}/{self.heads} must give a head size that is a multiple of 16")
+        if self.heads % self.kv_heads or self.vision_hidden % self.vision_heads:
+            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads}) and "
+                             f"vision_hidden ({self.vision_hidden}) of vision_heads ({self.vision_heads})")
+        if min(self.layers, self.vision_depth, self.intermediate) < 1:
+            raise ValueError(f"layers, vision_depth and intermediate must be >= 1, got {self}")
+
+    @property
+    def mrope_section(self) -> list[int]:
+        half = self.hidden // self.heads // 2
+        return [half // 4, 3 * half // 8, 3 * half // 8]
+
+
 
 # Qwen2/2.5 special tokens in the order of their ids (151643..151656 in the real vocabulary).
 SPECIAL_TOKENS = [
@@ -224,8 +258,9 @@ def build_processor(arch: str, tokenizer: Qwen2Tokenizer, vision: VisionConfig |
     return Qwen3VLProcessor(image_processor, tokenizer, video_processor, chat_template=CHAT_TEMPLATES[arch])
 
 
-def build_config(arch: str, tokenizer: Qwen2Tokenizer):
-    """Model config: hidden 64, 2 text layers, vision depth 2, token ids from ``tokenizer``."""
+def build_config(arch: str, tokenizer: Qwen2Tokenizer, size: TinySize | None = None):
+    """Model config of ``size`` (default ``TinySize()``), token ids from ``tokenizer``."""
+    size = size or TinySize()
     tok = tokenizer.convert_tokens_to_ids
     # Pad the embedding like the real checkpoints (152,064 rows for 151,665 tokens).
     vocab = -(-len(tokenizer) // 64) * 64
@@ -237,74 +272,87 @@ def build_config(arch: str, tokenizer: Qwen2Tokenizer):
     )
     text = dict(
         vocab_size=vocab,
-        hidden_size=HIDDEN,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=size.hidden,
+        intermediate_size=size.intermediate,
+        num_hidden_layers=size.layers,
+        num_attention_heads=size.heads,
+        num_key_value_heads=size.kv_heads,
         max_position_embeddings=32768,
         bos_token_id=tok("<|endoftext|>"),
         eos_token_id=tok("<|im_end|>"),
         pad_token_id=tok("<|endoftext|>"),
     )
-    vision = dict(depth=2, hidden_size=HIDDEN, intermediate_size=128, num_heads=4, out_hidden_size=HIDDEN)
-    # head_dim = 64 / 4 = 16, so the three M-RoPE sections must sum to 8.
+    vision = dict(depth=size.vision_depth, hidden_size=size.vision_hidden, intermediate_size=2 * size.vision_hidden,
+                  num_heads=size.vision_heads, out_hidden_size=size.hidden)
     if arch == "qwen2_5_vl":
-        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]}
-        vision.update(patch_size=14, fullatt_block_indexes=[1], window_size=112)
+        text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6, "mrope_section": size.mrope_section}
+        # Qwen2.5-VL alternates windowed and full attention; the last block attends fully.
+        vision.update(patch_size=14, fullatt_block_indexes=[size.vision_depth - 1], window_size=112)
         return Qwen2_5_VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **token_ids)
-    text.update(head_dim=16)
+    text.update(head_dim=size.hidden // size.heads)
     text["rope_parameters"] = {
         "rope_type": "default",
         "rope_theta": 5e6,
-        "mrope_section": [2, 3, 3],
+        "mrope_section": size.mrope_section,
         "mrope_interleaved": True,
     }
     vision.update(patch_size=16, num_position_embeddings=256, deepstack_visual_indexes=[0])
     return Qwen3VLConfig(text_config=text, vision_config=vision, tie_word_embeddings=False, **token_ids)
 
 
+def build_tiny_model(arch: str = "qwen2_5_vl", seed: int = 0, vocab_size: int = 800, size: TinySize | None = None):
+    """(random-weight model, processor) of ``arch`` and ``size``; the caller's random stream is untouched."""
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
+    tokenizer = build_tokenizer(arch, vocab_size)
+    processor = build_processor(arch, tokenizer)
+    config = build_config(arch, tokenizer, size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
+    return model, processor
+
+
+def save_tiny_checkpoint(model, processor, out_dir: str | Path) -> Path:
+    """Save ``model`` and ``processor`` with the real checkpoints' generation defaults (see the module docstring)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    text = model.config.text_config
+    arch = model.config.model_type
+    model.generation_config = GenerationConfig(
+        bos_token_id=text.bos_token_id, pad_token_id=text.pad_token_id,
+        eos_token_id=[text.eos_token_id, text.bos_token_id], **GENERATION_DEFAULTS[arch],
+    )  # fmt: skip
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
 def build_tiny_checkpoint(
-    out_dir: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, vocab_size: int = 800, warmup_steps: int = 0
+    out_dir: str | Path, arch: str = "qwen2_5_vl", seed: int = 0, vocab_size: int = 800, warmup_steps: int = 0,
+    size: TinySize | None = None,
 ) -> Path:
     """Write a loadable tiny checkpoint (model, tokenizer, processor, generation config) to ``out_dir``.
 
-    ``warmup_steps > 0`` runs ``r1v.tiny_warmup.warm_up_format`` (seeded with ``seed``) before
+    ``warmup_steps > 0`` runs ``r1v.toy.format_warmup.warm_up_format`` (seeded with ``seed``) before
     saving, so the student already answers in the ``<think>..</think>\n<answer>..</answer>``
     format at about chance accuracy and GRPO rewards vary from the first step; its statistics are
     written to ``format_warmup.json``. With 0 (default) the weights stay purely random.
-    Deterministic for a given (arch, seed, vocab_size, warmup_steps). Returns the folder path.
+    Deterministic for a given (arch, seed, vocab_size, warmup_steps, size). Returns the folder path.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; expected one of {ARCHS}")
     if warmup_steps < 0:
         raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+    model, processor = build_tiny_model(arch, seed, vocab_size, size)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(arch, vocab_size)
-    processor = build_processor(arch, tokenizer)
-    config = build_config(arch, tokenizer)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model = AutoModelForImageTextToText.from_config(config, dtype=torch.float32)
-    finally:
-        torch.random.set_rng_state(generator_state)  # do not disturb the caller's random stream
     if warmup_steps:
-        from r1v.tiny_warmup import warm_up_format  # imports the synthetic-data stack: only when asked
+        from r1v.toy.format_warmup import warm_up_format  # imports the synthetic-data stack: only when asked
 
         stats = warm_up_format(model, processor, steps=warmup_steps, seed=seed)
         (out / "format_warmup.json").write_text(json.dumps({"seed": seed, **stats}, indent=2) + "\n")
-    model.generation_config = GenerationConfig(
-        bos_token_id=config.text_config.bos_token_id,
-        pad_token_id=config.text_config.pad_token_id,
-        eos_token_id=[config.text_config.eos_token_id, config.text_config.bos_token_id],
-        **GENERATION_DEFAULTS[arch],
-    )
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    save_tiny_checkpoint(model, processor, out)
     n_params = sum(p.numel() for p in model.parameters())
-    logger.info("wrote tiny %s checkpoint (%d params, vocab %d) to %s", arch, n_params, len(tokenizer), out)
+    logger.info("wrote tiny %s checkpoint (%d params, vocab %d) to %s", arch, n_params, len(processor.tokenizer), out)
     return out
 
 
@@ -316,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-size", type=int, default=800, help="Tokenizer size including special tokens.")
     parser.add_argument(
         "--warmup-steps", type=int, default=0,
-        help="Format warm-up steps (r1v.tiny_warmup; 120 takes ~15 s on one thread). 0 keeps random weights.",
+        help="Format warm-up steps (r1v.toy.format_warmup; 120 takes ~15 s on one thread). 0 keeps random weights.",
     )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)

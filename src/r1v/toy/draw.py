@@ -3,7 +3,7 @@
 A scene is a list of `Sprite`s (filled shapes) and `TextSprite`s (block glyphs), each
 scheduled in *frame indices*: frame i is shown during [i / fps, (i + 1) / fps) seconds.
 Keeping schedules in frames makes every answer exact (no rounding of times), and the
-question builders in `r1v.synthetic` convert frames to seconds only for the text and
+question builders in `r1v.toy.synthetic` convert frames to seconds only for the text and
 the evidence annotations.
 
 Contracts:
@@ -227,7 +227,7 @@ def classify_pixels(img: np.ndarray, max_dist: float = 70.0) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- scene layout
-# Shared by the question builders in r1v.synthetic: clip lengths, object picking and
+# Shared by the question builders in r1v.toy.synthetic: clip lengths, object picking and
 # placement, and relative boxes for evidence regions.
 @dataclass(frozen=True)
 class GenConfig:

@@ -1,7 +1,7 @@
 """Procedural video / image QA items in the Video-R1 schema, with evidence annotations.
 
 `generate_dataset(out_dir, ...)` draws small scenes of coloured shapes
-(`r1v.synthetic_draw`), encodes them to mp4 (PNG for image items) and writes
+(`r1v.toy.draw`), encodes them to mp4 (PNG for image items) and writes
 `out_dir/train.jsonl`, one record per line:
     problem_id, problem, data_type, problem_type, options, solution, path (relative to
     out_dir), data_source "synthetic/<scenario>", evidence (video items).
@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from r1v.synthetic_draw import (OCR_ALPHABET, PALETTE, SHAPES, GenConfig, Sprite, TextSprite, always,
+from r1v.toy.draw import (OCR_ALPHABET, PALETTE, SHAPES, GenConfig, Sprite, TextSprite, always,
                                 encode_mp4, n_frames_for, pick_objects, place_centers, rel_box, render_frames,
                                 seconds, text_size)
 

@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from r1v.data import PROBLEM_TYPES, load_records
-from r1v.synthetic import DIRECTIONS, generate_dataset, main
-from r1v.synthetic_draw import GLYPH_H, GLYPH_W, GLYPHS, PALETTE, classify_pixels, encode_mp4
+from r1v.toy.synthetic import DIRECTIONS, generate_dataset, main
+from r1v.toy.draw import GLYPH_H, GLYPH_W, GLYPHS, PALETTE, classify_pixels, encode_mp4
 
 FPS, SIZE, DURATION = 8, (112, 84), (2.0, 4.0)
 COLORS = list(PALETTE)

@@ -1,4 +1,4 @@
-"""The format warm-up (r1v.tiny_warmup) gives the tiny student GRPO signal: format yes, accuracy ~chance.
+"""The format warm-up (r1v.toy.format_warmup) gives the tiny student GRPO signal: format yes, accuracy ~chance.
 
 Completions are sampled the way the trainer samples rollouts (r1v.rollout.SamplingParams: explicit
 temperature 1.0 / top_p 0.95, vision tokens suppressed) on held-out synthetic items (seed 0, as the
@@ -18,8 +18,8 @@ from r1v.inputs import encode_prompts, patch_factor_of, vision_token_ids
 from r1v.prompts import build_prompt_text
 from r1v.rewards import accuracy_reward, format_reward
 from r1v.rollout import SamplingParams
-from r1v.tiny import build_config, build_processor, build_tiny_checkpoint, build_tokenizer, main
-from r1v.tiny_warmup import WARMUP_VISION, warm_up_format
+from r1v.toy.tiny import build_config, build_processor, build_tiny_checkpoint, build_tokenizer, main
+from r1v.toy.format_warmup import WARMUP_VISION, warm_up_format
 from r1v.vision import load_image, load_video
 
 G = 4  # completions per item, as the demo's num_generations
