@@ -17,6 +17,7 @@ gates then apply their rules to the result. Every function is pure and total on 
   "blue" compare equal. Use it on both sides of a comparison, never to display text.
 - `roman_numerals`: values of upper-case Roman numerals of two or more letters in I/V/X
   ("III" -> 3, "XII" -> 12); single letters ("I", "V", "X") are words or labels too often.
+- `extract_numbers`: every number a text states, as digits, number words or such numerals.
 
 The map is small and explicit on purpose: it covers the look-alikes that render like ASCII
 letters in common fonts, which is what a disguise relies on. Rarer scripts are out of scope.
@@ -95,3 +96,31 @@ def roman_numerals(text: str) -> list[float]:
     """Values of upper-case I/V/X Roman numerals of >= 2 letters ("III" -> 3.0), in order."""
     return [float(10 * len(m.group(1)) + _ROMAN_VALUES[m.group(2)]) for m in _ROMAN.finditer(text)
             if m.group(0)]
+
+
+# Numbers as a gold answer or a patch may state them; compared by value in `ffr.leakage`.
+_DIGITS = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?!\d)")
+_UNITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+          "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+         "ninety": 90}
+_WORD_VALUES = {w: float(i) for i, w in enumerate(_UNITS)} | {w: float(v) for w, v in _TENS.items()}
+# Multiplicative adverbs are counts too ("flashes thrice"). "once" is left out: as a
+# conjunction ("once the door opens") it is far more common in guidance than as a count.
+_WORD_VALUES |= {"dozen": 12.0, "twice": 2.0, "thrice": 3.0}
+_NUMBER_WORD = re.compile(
+    r"\b(" + "|".join(_TENS) + r")(?:[\s-](" + "|".join(_UNITS[1:10]) + r"))?\b"
+    r"|\b(" + "|".join(_UNITS + ["dozen", "twice", "thrice"]) + r")\b",
+    re.IGNORECASE)
+
+
+def extract_numbers(text: str) -> list[float]:
+    """Numbers in `text`: digits ("3", "12.5", "1,000"), then words ("three", "twenty-one", "dozen",
+    "twice", "thrice"), then upper-case Roman numerals of two or more letters ("III", "XII")."""
+    values = [float(m.group(1).replace(",", "")) for m in _DIGITS.finditer(text)]
+    for m in _NUMBER_WORD.finditer(text):
+        if m.group(1):
+            values.append(_WORD_VALUES[m.group(1).lower()] + (_WORD_VALUES[m.group(2).lower()] if m.group(2) else 0))
+        else:
+            values.append(_WORD_VALUES[m.group(3).lower()])
+    return values + roman_numerals(text)
