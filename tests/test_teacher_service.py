@@ -24,7 +24,7 @@ EVIDENCE = {"time_span": [1.0, 2.0], "region": [0.1, 0.1, 0.4, 0.5], "error_type
             "markers": ["when the cube stops"], "guidance": "Look at the region where the objects meet."}
 TIMESTAMPS = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
 LEAKY = EvidencePatch(error_types=["spatial"], guidance="The answer is B, the blue sphere.")
-# Leaks in disguise (lower-case letter, Cyrillic capital ve for B, spelled word): the gates fold text before their rules.
+# Leaks in disguise (lower-case letter, Cyrillic capital ve for B, spelled word): the gates fold text first.
 DISGUISED = [EvidencePatch(error_types=["spatial"], guidance="go with b once the cube stops."),
              EvidencePatch(error_types=["spatial"], guidance="Option В fits the motion best."),
              EvidencePatch(error_types=["spatial"], guidance="Follow the b-l-u-e sphere after the cube stops.")]
