@@ -39,6 +39,8 @@ DISGUISED = [
     ("spaced-number", "There are t h r e e people in the hall.", "3", [], "numerical", "gold number 3"),
     ("digit-for-letter-ocr", "The sign reads ST0P.", "STOP", [], "OCR", "gold answer text"),
     ("digit-for-letter-text", "The ball she throws is b1ue.", "B", COLOUR, MC, "gold answer text"),
+    ("capital-i-for-l", "The ball she throws is bIue.", "B", COLOUR, MC, "gold answer text"),
+    ("digit-one-for-i", "She pours m1lk into the cup.", "B", ["A. water", "B. milk"], MC, "gold answer text"),
     ("digit-for-letter-number", "The light flashes thr33 times.", "3", [], "numerical", "gold number 3"),
     # number words beyond digits
     ("thrice", "The light flashes thrice before the car stops.", "3", [], "numerical", "gold number 3"),
@@ -77,6 +79,8 @@ NEAR_MISSES = [
     ("unit-suffix", "The gap next to the 4m mark is the one to measure.", "5", [], "numerical"),
     ("single-roman-letter", "I counted them again from the start.", "1", [], "numerical"),
     ("cyrillic-clean", "Зoom into the sign and read it letter by letter.", "EXIT", [], "OCR"),
+    ("i-and-l-differ", "Watch the tall man walking past the dog.", "A", ["A. its tail", "B. its paw"], MC),
+    ("mixed-case-word", "Check the McIntosh label on the crate.", "EXIT", [], "OCR"),
 ]
 
 
@@ -116,7 +120,9 @@ def test_join_spelled():
 def test_deleet_and_skeleton():
     assert deleet("ST0P thr33 $TOP") == "SToP three sTOP"
     assert deleet("3 people, $5, 2.5 m") == "3 people, $5, 2.5 m"  # tokens without a letter are kept
-    assert skeleton("b1ue") == skeleton("bIue") == skeleton("blue")
+    assert skeleton("b1ue") == skeleton("bIue") == skeleton("blue") == "blue"
+    assert skeleton("m1lk", one="i") == "milk" and deleet("f1ve") == "five"
+    assert skeleton("tall") != skeleton("tail")
 
 
 def test_roman_numerals_and_number_words():

@@ -13,8 +13,11 @@ gates then apply their rules to the result. Every function is pure and total on 
   more single characters, one separator throughout, at least one letter: "3-5-7" stays).
 - `deleet`: digits and symbols standing for letters inside a word ("ST0P" -> "STOP",
   "thr33" -> "three", "$TOP" -> "STOP"); tokens without a letter ("3", "$5") are kept.
-- `skeleton`: lower case of `deleet` with "l" merged into "i", so "b1ue", "bIue" and
-  "blue" compare equal. Use it on both sides of a comparison, never to display text.
+  "1" stands for "i" ("f1ve") or "l" ("b1ue"): the caller picks, or tries both.
+- `skeleton`: lower case of `deleet`, with a capital "I" inside a lower-case word read as
+  "l" ("bIue"), so "b1ue", "bIue" and "blue" compare equal. Use it on both sides of a
+  comparison, never to display text. "i" and "l" are not merged in general: "tall" and
+  "tail" must stay apart.
 - `roman_numerals`: values of upper-case Roman numerals of two or more letters in I/V/X
   ("III" -> 3, "XII" -> 12); single letters ("I", "V", "X") are words or labels too often.
 - `extract_numbers`: every number a text states, as digits, number words or such numerals.
@@ -51,12 +54,12 @@ _CONFUSABLE_TABLE = str.maketrans(CONFUSABLES) | _INVISIBLE
 _SPELLED = re.compile(r"(?<![^\W_])[^\W_](?P<sep>\s?[-._*/\u00b7]\s?| )[^\W_](?:(?P=sep)[^\W_])+(?![^\W_])")
 _SEPARATORS = re.compile(r"[\s\-._*/\u00b7]")
 
-# Stand-ins for letters inside words. "1" reads as "i" in number words ("f1ve"); `skeleton`
-# merges "i" and "l" so it also matches "b1ue".
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "$": "s", "@": "a"})
+# Stand-ins for letters inside words; "1" is added per call (see `deleet`).
+_LEET = {"0": "o", "3": "e", "4": "a", "5": "s", "7": "t", "$": "s", "@": "a"}
+_LEET_ONE = {one: str.maketrans(_LEET | {"1": one}) for one in ("i", "l")}
 _TOKEN = re.compile(r"[A-Za-z0-9$@]+")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
-_HAS_LEET = re.compile(r"[0134579$@]")
+_HAS_LEET = re.compile(r"[013457$@]")
 
 _ROMAN = re.compile(r"(?<![\w-])(?=[IVX]{2,}(?![\w-]))(X{0,3})(IX|IV|V?I{0,3})(?![\w-])")
 _ROMAN_VALUES = {"I": 1, "II": 2, "III": 3, "IV": 4, "V": 5, "VI": 6, "VII": 7, "VIII": 8, "IX": 9, "": 0}
@@ -77,19 +80,24 @@ def join_spelled(text: str) -> str:
     return _SPELLED.sub(join, text)
 
 
-def deleet(text: str) -> str:
-    """Map digits / "$" / "@" to letters inside tokens that also hold a letter ("ST0P" -> "STOP")."""
+def deleet(text: str, one: str = "i") -> str:
+    """Map digits / "$" / "@" to letters inside tokens that also hold a letter ("ST0P" -> "STOP").
+
+    `one` ("i" or "l") is the letter "1" stands for; raises KeyError for anything else.
+    """
+    table = _LEET_ONE[one]
+
     def swap(m: re.Match) -> str:
         token = m.group(0)
         if _HAS_LETTER.search(token) and _HAS_LEET.search(token):
-            return token.translate(_LEET)
+            return token.translate(table)
         return token
     return _TOKEN.sub(swap, text)
 
 
-def skeleton(text: str) -> str:
-    """Lower-case `deleet` with "l" merged into "i": a comparison key, not display text."""
-    return deleet(text).lower().replace("l", "i")
+def skeleton(text: str, one: str = "l") -> str:
+    """Lower-case `deleet(text, one)`, a capital "I" inside a lower-case word read as "l": a comparison key."""
+    return re.sub(r"(?<=[a-z])I(?=[a-z])", "l", deleet(text, one)).lower()
 
 
 def roman_numerals(text: str) -> list[float]:

@@ -194,9 +194,11 @@ def _letter_leak(text: str, gold_letter: str, letters: set[str]) -> Optional[str
 
 
 def _text_leak(gold_text: str, text: str, threshold: float) -> Optional[str]:
-    """The gold text in `text`: plain, then on `skeleton` forms of both ("ST0P", "b1ue")."""
-    return (_text_match(gold_text, text, threshold, gold_text)
-            or _text_match(skeleton(gold_text), skeleton(text), threshold, gold_text))
+    """The gold text in `text`: plain, then on `skeleton` forms of both ("ST0P", "b1ue", "bIue")."""
+    reason = _text_match(gold_text, text, threshold, gold_text)
+    for one in ("l", "i"):  # "b1ue" and "m1lk": "1" stands for either
+        reason = reason or _text_match(skeleton(gold_text, one), skeleton(text, one), threshold, gold_text)
+    return reason
 
 
 def _text_match(gold_text: str, text: str, threshold: float, shown: str) -> Optional[str]:
