@@ -24,10 +24,14 @@ EVIDENCE = {"time_span": [1.0, 2.0], "region": [0.1, 0.1, 0.4, 0.5], "error_type
             "markers": ["when the cube stops"], "guidance": "Look at the region where the objects meet."}
 TIMESTAMPS = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]
 LEAKY = EvidencePatch(error_types=["spatial"], guidance="The answer is B, the blue sphere.")
+# Leaks in disguise (lower-case letter, Cyrillic capital ve for B, spelled word): the gates fold text first.
+DISGUISED = [EvidencePatch(error_types=["spatial"], guidance="go with b once the cube stops."),
+             EvidencePatch(error_types=["spatial"], guidance="Option В fits the motion best."),
+             EvidencePatch(error_types=["spatial"], guidance="Follow the b-l-u-e sphere after the cube stops.")]
 
 
 class ScriptedBackend(TeacherBackend):
-    """Behaviour chosen by the sample_id prefix: boom / slow / leak / none / turns / anything else."""
+    """Behaviour chosen by the sample_id prefix: boom / slow / leak / disguise-<k> / none / turns / anything else."""
 
     name = "scripted"
 
@@ -39,6 +43,8 @@ class ScriptedBackend(TeacherBackend):
             time.sleep(1.0)
         if kind == "leak":
             return LEAKY
+        if kind == "disguise":
+            return DISGUISED[int(item.sample_id.split("-")[1])]
         if kind == "none":
             return None
         if kind == "turns":
@@ -148,6 +154,13 @@ def test_leak_gate_uses_gold_answer_only_when_given(url):
     assert statuses(resp) == [("leak", "leak"), ("ok", None), ("error", "invalid_item")]
     leak = PatchResponse.model_validate(resp.json()).results[0]
     assert leak.patch is None and leak.detail
+
+
+def test_leak_gate_sees_through_disguises(url):
+    resp = post(url, [item(f"disguise-{k}") for k in range(len(DISGUISED))])
+    assert statuses(resp) == [("leak", "leak")] * len(DISGUISED)
+    details = [r.detail for r in PatchResponse.model_validate(resp.json()).results]
+    assert all("gold option letter B" in d for d in details[:2]) and "gold answer text" in details[2]
 
 
 def test_size_limits_and_bad_envelope(url):
