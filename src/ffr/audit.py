@@ -25,8 +25,9 @@ several error types counts under each of them, once in Overall.
 Outputs: the two tables as markdown on stdout, and with ``--out``:
 table5_leakage.{md,csv}, table10_fix_rate.{md,csv} and leaks.jsonl (every
 leak with its file:line and reason, for manual checking). A malformed line
-stops the audit with an error naming file and line, unless ``--skip-bad``
-(then it is skipped, logged and counted).
+(bad JSON or fields, not UTF-8, nested too deeply) stops the audit with a
+one-line error naming file and line, unless ``--skip-bad`` (then it is
+skipped, logged and counted). ``--out`` must be a folder (or not exist yet).
 """
 from __future__ import annotations
 

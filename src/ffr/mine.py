@@ -176,7 +176,8 @@ def log_line(item: PatchRequestItem, result: PatchResult, record: dict, rollout:
         "question": item.question, "options": item.options, "problem_type": item.problem_type,
         "gold_answer": gold_answer(record), "video_path": item.video_path, "timestamps": item.timestamps,
         "student_response": item.student_response, "student_answer": extract_answer(item.student_response),
-        "status": "refused" if too_large(result) else result.status, "error_type": result.error_type, "detail": result.detail,
+        "status": "refused" if too_large(result) else result.status,
+        "error_type": result.error_type, "detail": result.detail,
         "patch": result.patch.model_dump(mode="json") if result.patch is not None else None,
         "patched_answer": None, "first_reward": rollout.reward, "patched_reward": None, "chosen_patched": False,
         "outcome": "mined" if result.status == "ok" else "no_patch",
@@ -246,7 +247,8 @@ def mine(args: argparse.Namespace, client: TeacherClient) -> Counter:
             items = [build_request_item(rec, f"{ro.problem_id}#mine-{key[:12]}", times(rec), ro.response,
                                         use_gt=args.use_gt) for ro, rec, key in batch]
             results = request_isolating_refusals(client, items)
-            lines = [log_line(it, res, rec, ro, key) for it, res, (ro, rec, key) in zip(items, results, batch, strict=True)]
+            lines = [log_line(it, res, rec, ro, key)
+                     for it, res, (ro, rec, key) in zip(items, results, batch, strict=True)]
             append_lines(out, lines)
             counts.update(f"status/{line['status']}" for line in lines)
             for line in lines:

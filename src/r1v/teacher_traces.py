@@ -12,7 +12,8 @@ as Video-R1 CoT records: the input record plus ``process`` = ``<think>...</think
 Resumable: the output is appended one record at a time, and every attempt is logged to
 ``<out>.attempts.jsonl``; a rerun skips problem_ids already in the output and those whose trace
 was definitively dropped (wrong answer, bad format, empty; ``--retry-dropped`` asks again),
-and retries failures (HTTP error, non-JSON reply, connection, unreadable media).
+and retries failures (HTTP error, non-JSON or malformed reply, connection, unreadable media).
+A reply's token counts that are missing or not counts are logged and summed as unknown.
 Prints a summary: requests, kept, dropped by reason, tokens (this run and all runs).
 """
 from __future__ import annotations
