@@ -130,3 +130,24 @@ def test_classify_reason():
     assert classify_reason("guidance: refers to option letter A ('Options A'), which rules options in or out") \
         == "partial"
     assert classify_reason("blind judge: 3/3 correct with the patch, 0/3 without; ...") == "partial"
+
+
+@pytest.mark.parametrize("bad_line, reason", [(b'{"sample_id": "caf\xe9"}', "not UTF-8 (byte 0xe9 at column 19)"),
+                                              (b"[" * 100_000 + b"]" * 100_000, "nested too deeply")])
+def test_unreadable_lines_are_one_line_errors_or_skipped(log, tmp_path, capsys, bad_line, reason):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(json.dumps(ROWS[0]).encode() + b"\n" + bad_line + b"\n")
+    assert main([str(log), str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}:2: ") and reason in err and len(err.strip().splitlines()) == 1
+    code, out = run([str(log), str(bad), "--skip-bad"])
+    assert code == 0 and f"{len(ROWS) + 1} lines read, 1 bad lines skipped" in out
+
+
+def test_out_at_an_existing_file_is_refused_before_any_work(log, tmp_path, capsys):
+    target = tmp_path / "tables"
+    target.write_text("not a folder")
+    code, out = run([str(log), "--out", str(target)])
+    assert code == 2 and out == "" and target.read_text() == "not a folder"
+    err = capsys.readouterr().err
+    assert f"--out {target} exists and is not a folder" in err and "Traceback" not in err

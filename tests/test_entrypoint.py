@@ -128,3 +128,53 @@ def test_run_config_never_holds_the_teacher_key(tmp_path, monkeypatch, spelling)
     assert SECRET not in text
     data = json.loads(text)
     assert data["FFRGRPOConfig"]["teacher_api_key"] == "***" and "***" in " ".join(data["argv"])
+
+
+HUB = "hf_hub-secret-value"
+
+
+@pytest.mark.parametrize("entry", ["r1v.grpo", "r1v.tgrpo", "r1v.sft", "ffr.train"])
+@pytest.mark.parametrize("spelling", [["--hub_token", HUB], ["--hub-token", HUB], [f"--hub_token={HUB}"],
+                                      [f"--hub-token={HUB}"]])
+def test_run_config_never_holds_any_secret(tmp_path, monkeypatch, entry, spelling):
+    """Every entry point redacts every secret field (hub_token too), in the fields and in argv."""
+    import importlib
+
+    from r1v.trainer.tgrpo import TGRPOConfig
+
+    types = {"r1v.grpo": TYPES, "r1v.tgrpo": (GRPOScriptArguments, TGRPOConfig, ModelConfig)}
+    argv = ["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--use_cpu", "true", *spelling]
+    monkeypatch.setattr("sys.argv", [entry, *argv])
+    if entry == "r1v.sft":
+        configs = importlib.import_module("r1v.sft").parse_args(argv)
+    elif entry == "ffr.train":
+        from ffr.train import FFRGRPOConfig
+        configs = parse_config((GRPOScriptArguments, FFRGRPOConfig, ModelConfig), argv)
+    else:
+        configs = parse_config(types[entry], argv)
+    assert configs[1].hub_token == HUB
+    text = write_run_config(str(tmp_path), configs).read_text()
+    assert HUB not in text
+    data = json.loads(text)
+    assert data[type(configs[1]).__name__]["hub_token"] == "***" and "***" in " ".join(data["argv"])
+
+
+def test_parse_cli_scrubs_sys_argv_for_trackers(tmp_path, monkeypatch):
+    from r1v import tgrpo
+
+    argv = ["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--use_cpu", "true", "--hub_token", HUB]
+    monkeypatch.setattr("sys.argv", ["r1v.tgrpo", *argv])
+    tgrpo.parse_args(argv)
+    import sys
+    assert HUB not in " ".join(sys.argv) and sys.argv[-1] == "***"
+
+
+@pytest.mark.parametrize("name, secret", [("hub_token", True), ("teacher_api_key", True), ("--judge-api-key", True),
+                                          ("wandb_secret", True), ("db_password", True),
+                                          ("teacher_api_key_file", False), ("max_tokens", False),
+                                          ("len_control_max_tokens", False), ("hub_model_id", False),
+                                          ("output_dir", False)])
+def test_secret_field_rule(name, secret):
+    from r1v.config import is_secret_field
+
+    assert is_secret_field(name) is secret

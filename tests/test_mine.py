@@ -111,7 +111,7 @@ def test_failed_items_are_retried(synthetic_dir, dumps, tmp_path):
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     out = tmp_path / "mined.jsonl"
-    assert run(mine_main, argv(dead, synthetic_dir, dumps, out))[0] == 0
+    assert run(mine_main, argv(dead, synthetic_dir, dumps, out))[0] == 1  # every item failed: not a success
     first = read(out)
     assert {(x["status"], x["error_type"]) for x in first} == {("error", "connection")}
     with serve_in_thread(create_app(AnnotationBackend(), str(synthetic_dir))) as url:
@@ -158,3 +158,56 @@ def test_persistent_cache_file(tmp_path, caplog):
     path.write_text('{"key": "k1"}\n' + path.read_text())
     with pytest.raises(ValueError, match=rf"{path}:1: corrupt cache line"):
         ResultCache(4, path=path, namespace="annotation")
+
+
+@pytest.mark.parametrize("reward, shown", [(float("nan"), "nan"), (float("inf"), "inf"), (True, "True"),
+                                           ("0.0", "'0.0'")])
+def test_a_non_finite_or_boolean_reward_is_an_error_naming_the_line(synthetic_dir, tmp_path, capsys, reward, shown):
+    dump = tmp_path / "step_000001.jsonl"
+    ok = {"problem_id": "synthetic-0-0000", "completion": "x", "rewards/accuracy": 0.0}
+    dump.write_text(json.dumps(ok) + "\n" + json.dumps({**ok, "rewards/accuracy": reward}) + "\n")
+    code = mine_main(["--teacher-url", "http://127.0.0.1:9", "--data", str(synthetic_dir / "train.jsonl"),
+                      "--out", str(tmp_path / "o.jsonl"), "--no-progress", "--completions", str(dump)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{dump}:2:" in err and f"got reward {shown}" in err
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_empty_completions_are_an_error(synthetic_dir, tmp_path, capsys):
+    base = ["--teacher-url", "http://127.0.0.1:9", "--data", str(synthetic_dir / "train.jsonl"),
+            "--out", str(tmp_path / "o.jsonl"), "--no-progress", "--completions"]
+    folder = tmp_path / "completions"
+    folder.mkdir()
+    assert mine_main([*base, str(folder)]) == 2
+    assert f"{folder}: completions folder holds no *.jsonl file" in capsys.readouterr().err
+    (folder / "step_000001.jsonl").write_text("\n")
+    assert mine_main([*base, str(folder)]) == 2
+    assert "no completion rows in" in capsys.readouterr().err
+
+
+def test_an_item_refused_as_too_large_is_isolated_and_not_resent(synthetic_dir, tmp_path):
+    """A 413 for a batch is resent item by item: the others are mined, the big one is logged once
+    as refused and never sent again (it used to be re-sent, and re-appended, on every rerun)."""
+    # 16 items in one batch: the client sends them as 8 calls of 2, so the big item's partner is refused too.
+    records = [json.loads(x) for x in (synthetic_dir / "train.jsonl").read_text().splitlines()][:16]
+    dump = tmp_path / "step_000001.jsonl"
+    rows = [{"problem_id": r["problem_id"], "completion": f"<answer>X{k}</answer>", "rewards/accuracy": 0.0}
+            for k, r in enumerate(records)]
+    rows[1]["completion"] = "<think>" + "long " * 60_000 + "</think><answer>X</answer>"  # ~300 KB
+    dump.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "mined.jsonl"
+    args = ["--data", str(synthetic_dir / "train.jsonl"), "--completions", str(dump), "--out", str(out),
+            "--batch-size", "16", "--no-progress", "--max-retries", "0"]
+    app = create_app(AnnotationBackend(), str(synthetic_dir), max_body_bytes=100_000)
+    with serve_in_thread(app) as url:
+        code, summary = run(mine_main, ["--teacher-url", url, *args])
+        assert code == 0 and "status/refused 1" in summary
+        lines = read(out)
+        assert len(lines) == 16 and [k for k, x in enumerate(lines) if x["status"] == "refused"] == [1]
+        assert "error" not in {x["status"] for x in lines}
+        assert lines[1]["detail"].startswith("HTTP 413") and lines[1]["problem_id"] == records[1]["problem_id"]
+        size = out.stat().st_size
+        code, summary = run(mine_main, ["--teacher-url", url, *args])
+        assert code == 0 and "already_mined 16" in summary and out.stat().st_size == size
+        code, summary = run(mine_main, ["--teacher-url", url, *args, "--retry-refused"])
+        assert "status/refused 1" in summary and len(read(out)) == 17

@@ -1,5 +1,6 @@
 """r1v.prepare: release converters, overlap check, mix manifest round-trip, missing media reports."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -106,7 +107,9 @@ def test_finished_outputs_are_skipped_unless_forced(tmp_path):
     src.write_text("[]")  # a changed source is not re-read once the output is finished
     assert convert("video-holmes", src, out).notes["skipped"] == "done"
     assert len(rows(out)) == 3
-    assert convert("video-holmes", src, out, force=True).n_written == 0
+    with pytest.raises(ValueError, match="the release holds no items"):  # an empty release writes nothing
+        convert("video-holmes", src, out, force=True)
+    assert len(rows(out)) == 3
 
 
 def _eval_set(tmp_path):
@@ -235,3 +238,130 @@ def test_mix_and_rebuild_cli_with_moved_source(tmp_path, capsys):
     assert main(["rebuild", "--manifest", str(manifest), "--out", str(tmp_path / "m" / "r.jsonl"),
                  "--config", str(config), "--base-dir", str(tmp_path)]) == 0
     assert rows(tmp_path / "m" / "r.jsonl") == rows(out)
+
+
+def _holmes(tmp_path, items, videos=("v1",)):
+    """A Video-Holmes-shaped release with ``items`` and the given videos under videos/."""
+    root = tmp_path / "holmes"
+    (root / "videos").mkdir(parents=True, exist_ok=True)
+    for v in videos:
+        (root / "videos" / f"{v}.mp4").write_bytes(v.encode())
+    src = root / "train.json"
+    src.write_text(json.dumps(items))
+    return src
+
+
+def _hq(qid, question="What happens?", options=None, video="v1"):
+    return {"video ID": video, "Question ID": qid, "Question": question,
+            "Options": options or {"A": "a", "B": "b"}, "Answer": "A"}
+
+
+@pytest.mark.parametrize("release, item, match", [
+    ("video-holmes", _hq(1, question=None), "Question must be a non-empty string, got None"),
+    ("video-holmes", _hq(1, question={"text": "q"}), "Question must be a non-empty string, got {'text'"),
+    ("video-holmes", _hq(1, options={"A": "a", "B": None}), r"Options\['B'\] must be a non-empty string"),
+    ("video-holmes", {**_hq(1), "video ID": None}, "video ID must be a non-empty string or an integer"),
+    ("video-r1", {"problem_id": None, "problem": "q", "data_type": "video", "problem_type": "free-form",
+                  "options": [], "solution": "<answer>x</answer>", "path": "videos/v1.mp4"},
+     "problem_id must be a non-empty string or an integer, got None"),
+    ("video-r1", {"problem_id": 1, "problem": None, "data_type": "video", "problem_type": "free-form",
+                  "options": [], "solution": "<answer>x</answer>", "path": "videos/v1.mp4"},
+     "problem must be a non-empty string, got None"),
+    ("video-thinker", {"id": None, "video": "videos/v1.mp4", "question": "q", "answer": "a"},
+     "id must be a non-empty string or an integer, got None"),
+    ("video-thinker", {"id": 3, "video": "videos/v1.mp4", "question": "q", "options": ["x", None], "answer": "A"},
+     r"options\[1\] must be a non-empty string, got None"),
+])
+def test_converters_refuse_null_and_non_text_fields(tmp_path, release, item, match):
+    src = _holmes(tmp_path, [item])
+    with pytest.raises(ValueError, match=r"train.json\[item 0\]: " + match):
+        convert(release, src, tmp_path / "o.jsonl", video_dir="videos")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_repeated_ids_are_an_error_unless_renamed(tmp_path, capsys):
+    src = _holmes(tmp_path, [_hq(1), _hq(1), _hq(2), _hq(1)])
+    out = tmp_path / "o.jsonl"
+    assert main(["video-holmes", "--src", str(src), "--out", str(out)]) == 2
+    assert "1 id(s) repeated: 'v1_1' at items [0, 1, 3]" in capsys.readouterr().err and not out.exists()
+    report = convert("video-holmes", src, out, duplicate_ids="rename")
+    assert [r["original_id"] for r in rows(out)] == ["v1_1#1", "v1_1#2", "v1_2", "v1_1#3"]
+    assert report.notes["renamed_duplicate_ids"] == ["v1_1"]
+
+
+def test_media_outside_the_release_folder_are_refused(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.mp4").write_bytes(b"x")
+    src = _holmes(tmp_path, [_hq(1), _hq(2, video="link"), _hq(3, video="../../elsewhere/secret")])
+    (src.parent / "videos" / "link.mp4").symlink_to(outside / "secret.mp4")
+    with pytest.raises(ValueError, match=r"2 media path\(s\) resolve outside the release folder.*"
+                                         r"link_2: videos/link.mp4 -> .*elsewhere/secret.mp4; "
+                                         r".*secret_3: videos/../../elsewhere"):
+        convert("video-holmes", src, tmp_path / "o.jsonl")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_no_record_to_write_is_an_error(tmp_path, capsys):
+    src = _holmes(tmp_path, [_hq(1, video="gone")])
+    assert main(["video-holmes", "--src", str(src), "--out", str(tmp_path / "o.jsonl"), "--on-missing", "skip"]) == 2
+    assert "no record to write (1 of 1 items have missing media)" in capsys.readouterr().err
+    src.write_text("[]")
+    assert main(["video-holmes", "--src", str(src), "--out", str(tmp_path / "o.jsonl")]) == 2
+    assert "the release holds no items" in capsys.readouterr().err
+
+
+def test_a_non_utf8_file_is_named(tmp_path, capsys):
+    src = tmp_path / "bad.jsonl"
+    src.write_bytes(b'{"problem_id": 1}\n{"problem": "caf\xe9"}\n')
+    assert main(["video-r1", "--src", str(src), "--out", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {src}:2: not UTF-8 (byte 0xe9" in err and len(err.strip().splitlines()) == 1
+    for deep in (b"[" * 100_000 + b"]" * 100_000, b'{"a": 1}\n' + b"[" * 100_000 + b"\n"):  # JSON list, JSONL
+        src.write_bytes(deep)
+        assert main(["video-r1", "--src", str(src), "--out", str(tmp_path / "o.jsonl")]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {src}" in err and "nested too deeply" in err and len(err.strip().splitlines()) == 1
+
+
+def test_mix_rerun_with_other_settings_is_refused(tmp_path, capsys):
+    config = _mix_config(tmp_path)
+    out, manifest = tmp_path / "m" / "mix.jsonl", tmp_path / "m" / "mix.manifest.json"
+    base = ["mix", "--config", str(config), "--base-dir", str(tmp_path), "--out", str(out), "--manifest", str(manifest)]
+    assert main([*base, "--seed", "3"]) == 0
+    drawn = out.read_bytes()
+    capsys.readouterr()
+    assert main([*base, "--seed", "3"]) == 0 and "already done" in capsys.readouterr().out  # same settings
+    assert main([*base, "--seed", "4"]) == 2
+    assert "other settings (seed 3 -> 4)" in capsys.readouterr().err and out.read_bytes() == drawn
+    other = tmp_path / "other.yaml"
+    other.write_text(config.read_text().replace("random:3", "random:2"))
+    assert main([*base, "--seed", "3"][:2] + [str(other)] + base[3:] + ["--seed", "3"]) == 2
+    assert "config_sha256" in capsys.readouterr().err and out.read_bytes() == drawn
+    assert main([*base, "--seed", "4", "--force"]) == 0 and read_manifest(manifest)["seed"] == 4
+
+
+def _tamper(manifest, change):
+    data = json.loads(manifest.read_text())
+    change(data)
+    manifest.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda d: d.pop("items"), "'items' must be a list, got NoneType"),
+    (lambda d: d["items"][1].pop("source"), r"items\[1\] has no \['source'\]"),
+    (lambda d: d.update(sources=list(d["sources"].values())), "'sources' must be a non-empty mapping"),
+    (lambda d: d["items"].extend(d["items"]), r"items\[7\] repeats items\[0\]"),
+    (lambda d: d["items"][0].update(source="nowhere"), r"items\[0\]: source 'nowhere' is not one of"),
+])
+def test_rebuild_refuses_a_tampered_manifest(tmp_path, capsys, change, match):
+    config = _mix_config(tmp_path)
+    out, manifest = tmp_path / "mix.jsonl", tmp_path / "m.json"
+    draw_mix(config, out, manifest, seed=1, base_dir=tmp_path)
+    _tamper(manifest, change)
+    capsys.readouterr()
+    rebuilt = tmp_path / "r.jsonl"
+    assert main(["rebuild", "--manifest", str(manifest), "--out", str(rebuilt), "--base-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {manifest}: ") and len(err.strip().splitlines()) == 1
+    assert re.search(match, err) and not rebuilt.exists()

@@ -120,6 +120,18 @@ def test_cli_exits_2_naming_the_problem(tmp_path, capsys):
     assert "max_length" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, match", [(["--max_steps", "0"], "max_steps: must be a positive number"),
+                                          (["--max_steps", "-3"], "max_steps: must be a positive number"),
+                                          (["--num_train_epochs", "0"], "num_train_epochs: must be > 0"),
+                                          (["--num_train_epochs", "nan"], "num_train_epochs: must be > 0")])
+def test_cli_refuses_a_run_that_trains_nothing(tmp_path, capsys, flags, match):
+    """The GRPO rule: max_steps 0 used to run one step at lr 0, save and exit 0."""
+    with pytest.raises(SystemExit) as exc:
+        sft.parse_args(["--model_name_or_path", "m", "--dataset_name", "x.jsonl", "--output_dir", str(tmp_path),
+                        "--use_cpu", "true", *flags])
+    assert exc.value.code == 2 and match in capsys.readouterr().err
+
+
 def test_sft_run_lowers_the_loss(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
     """24 steps on a fixed set of 4 videos (batches of 2): the loss falls well below its start."""
     data = tmp_path / "cot.jsonl"

@@ -136,3 +136,87 @@ def test_cli_rejects_bad_flags(tmp_path, data, capsys):
     assert "--frames must be >= 2" in capsys.readouterr().err
     assert main(["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--data", str(tmp_path / "none.jsonl"),
                  "--out", str(tmp_path / "o.jsonl")]) == 2
+
+
+def _completion(pid: int, **overrides) -> str:
+    """A chat.completion body for item ``pid`` (GOOD trace), with top-level fields overridden."""
+    body = {"id": "c", "object": "chat.completion", "created": 0, "model": "scripted-teacher",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": GOOD[pid]}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+    body.update(overrides)
+    return json.dumps(body)
+
+
+MALFORMED = [{"choices": "abc"}, {"choices": [{"message": "just text"}]}, {"choices": [{"index": 0}]},
+             {"choices": [{"message": {"role": "assistant", "content": 5}}]}, {"choices": {"0": 1}}]
+
+
+@pytest.mark.parametrize("malformed", MALFORMED)
+def test_a_malformed_reply_is_that_items_failure_and_good_items_are_kept(tmp_path, data, malformed):
+    out = tmp_path / "sft.jsonl"
+
+    def script(body, index):
+        pid = _pid(body)
+        return Reply(body=_completion(pid, **malformed)) if pid == 2 else teacher(body, index)
+
+    with scripted_openai(script) as (url, _):
+        summary = run(args_for(url, data, out, "--concurrency", "1"))
+    assert summary.by_status == {"kept": 3, "bad_response": 1, "media": 1}
+    assert {r["problem_id"] for r in read_records(out).records} == {1, 3, 4}
+    log = [json.loads(line) for line in (tmp_path / "sft.jsonl.attempts.jsonl").read_text().splitlines()]
+    bad = next(a for a in log if a["status"] == "bad_response")
+    assert bad["problem_id"] == 2 and bad["detail"]
+    with scripted_openai(teacher) as (url, server):  # a failure, so the next run asks again
+        run(args_for(url, data, out))
+        assert [_pid(b) for b in server.requests] == [2]
+
+
+def test_junk_usage_counts_are_unknown_never_a_crash_or_a_lost_trace(tmp_path, data, caplog):
+    out = tmp_path / "sft.jsonl"
+    junk = [{"prompt_tokens": "many", "completion_tokens": 5}, {"prompt_tokens": -3, "completion_tokens": True},
+            "lots", None]
+
+    def script(body, index):
+        pid = _pid(body)
+        if pid in (1, 3):
+            return Reply(body=_completion(pid, usage=junk[index % len(junk)]))
+        return teacher(body, index)
+
+    with scripted_openai(script) as (url, _):
+        summary = run(args_for(url, data, out, "--concurrency", "1"))
+    assert summary.by_status == {"kept": 3, "wrong": 1, "media": 1}
+    assert summary.unknown_usage >= 2 and "not a token count" in caplog.text
+    kept = {r["problem_id"]: r for r in read_records(out).records}
+    assert set(kept) == {1, 3, 4}
+    # An attempts log holding junk counts (written by an older run) must not break reruns either.
+    attempts = tmp_path / "sft.jsonl.attempts.jsonl"
+    with open(attempts, "a") as fh:
+        fh.write(json.dumps({"problem_id": 99, "status": "http_error", "prompt_tokens": "many",
+                             "completion_tokens": [1], "detail": ""}) + "\n")
+    with scripted_openai(teacher) as (url, _):
+        again = run(args_for(url, data, out))
+    assert again.skipped_done == 4 and again.all_runs_tokens == summary.all_runs_tokens
+
+
+@pytest.mark.parametrize("flag, value", [("--timeout-s", "-1"), ("--timeout-s", "0"), ("--timeout-s", "nan"),
+                                         ("--temperature", "-3"), ("--temperature", "nan"), ("--top-p", "7"),
+                                         ("--top-p", "0"), ("--max-retries", "-1")])
+def test_cli_rejects_sampling_and_timeout_values_that_fail_every_item(tmp_path, data, capsys, flag, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--data", str(data),
+              "--out", str(tmp_path / "o.jsonl"), flag, value])
+    assert exc.value.code == 2 and flag in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["folder", "empty", "missing"])
+def test_an_unusable_key_file_is_one_line_naming_it(tmp_path, data, capsys, kind):
+    key = tmp_path / "key"
+    if kind == "folder":
+        key.mkdir()
+    elif kind == "empty":
+        key.write_text("  \n")
+    assert main(["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--data", str(data),
+                 "--out", str(tmp_path / "o.jsonl"), "--api-key-file", str(key)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --api-key-file") and str(key) in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -166,7 +166,11 @@ def test_tgrpo_entry_point_trains_on_a_video_image_mix(tiny_qwen25_ckpt, synthet
 @pytest.mark.parametrize("flags, name", [(["--temporal_ratio", "-1"], "temporal_ratio"),
                                          (["--shuffled_num_generations", "0"], "shuffled_num_generations"),
                                          (["--len_control_min_tokens", "600"], "len_control_min_tokens"),
-                                         (["--temporal_bonus", "nan"], "temporal_bonus")])
+                                         (["--temporal_bonus", "nan"], "temporal_bonus"),
+                                         (["--temporal_bonus", "inf"], "temporal_bonus"),
+                                         (["--accuracy_threshold", "nan"], "accuracy_threshold"),
+                                         (["--accuracy_threshold", "1.0"], "accuracy_threshold"),
+                                         (["--accuracy_threshold", "-0.5"], "accuracy_threshold")])
 def test_cli_rejects_bad_tgrpo_values(tmp_path, capsys, flags, name):
     with pytest.raises(SystemExit) as exc:
         tgrpo.parse_args(["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--use_cpu", "true", *flags])

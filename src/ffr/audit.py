@@ -25,8 +25,9 @@ several error types counts under each of them, once in Overall.
 Outputs: the two tables as markdown on stdout, and with ``--out``:
 table5_leakage.{md,csv}, table10_fix_rate.{md,csv} and leaks.jsonl (every
 leak with its file:line and reason, for manual checking). A malformed line
-stops the audit with an error naming file and line, unless ``--skip-bad``
-(then it is skipped, logged and counted).
+(bad JSON or fields, not UTF-8, nested too deeply) stops the audit with a
+one-line error naming file and line, unless ``--skip-bad`` (then it is
+skipped, logged and counted). ``--out`` must be a folder (or not exist yet).
 """
 from __future__ import annotations
 
@@ -103,6 +104,8 @@ def parse_line(line: str, where: str) -> Entry:
         row = json.loads(line)
     except json.JSONDecodeError as exc:
         raise BadLine(f"{where}: not JSON ({exc.msg}, column {exc.colno})") from exc
+    except RecursionError as exc:  # a line of deeply nested brackets exhausts the parser's stack
+        raise BadLine(f"{where}: JSON nested too deeply to read") from exc
     if not isinstance(row, dict):
         raise BadLine(f"{where}: expected a JSON object, got {type(row).__name__}")
     if row.get("patch") is None:
@@ -129,13 +132,16 @@ def read_logs(paths: list[str], skip_bad: bool = False) -> tuple[list[Entry], in
     entries, skipped = [], 0
     for path in paths:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            data = Path(path).read_bytes()
         except OSError as exc:
             raise BadLine(f"{path}: cannot read ({exc.strerror})") from exc
-        for n, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
+        # Lines are decoded one by one, so a stray non-UTF-8 byte is a bad line (named, skippable),
+        # not an error about the whole file.
+        for n, raw in enumerate(data.split(b"\n"), 1):
+            if not raw.strip():
                 continue
             try:
+                line = _decode(raw, f"{path}:{n}")
                 entries.append(parse_line(line, f"{path}:{n}"))
             except BadLine as exc:
                 if not skip_bad:
@@ -143,6 +149,13 @@ def read_logs(paths: list[str], skip_bad: bool = False) -> tuple[list[Entry], in
                 logger.warning("skipping %s", exc)
                 skipped += 1
     return entries, skipped
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadLine(f"{where}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from exc
 
 
 def judge_item(entry: Entry) -> PatchRequestItem:
@@ -277,6 +290,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        # Checked before any work: the tables would otherwise be printed and then lost.
+        print(f"error: --out {args.out} exists and is not a folder", file=sys.stderr)
+        return 2
     try:
         entries, skipped = read_logs(args.patch_logs, args.skip_bad)
         judge = build_judge(args)
@@ -292,7 +309,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"\n{len(entries)} lines read, {skipped} bad lines skipped, judge: "
           + (f"{args.judge_model} ({judge_errors} failed judgements)" if judge else "off"))
     if args.out:
-        write_outputs(Path(args.out), entries, t5, t10, text)
+        try:
+            write_outputs(Path(args.out), entries, t5, t10, text)
+        except OSError as exc:
+            print(f"error: --out {args.out}: cannot write the tables ({exc.strerror or exc})", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -25,13 +25,13 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+# The one list of secret fields (and the rule for secret-looking names) lives in r1v.run_config.
+from r1v.run_config import REDACTED, SECRET_FIELDS, is_secret_field  # noqa: F401
+
 logger = logging.getLogger(__name__)
 
 EXTRA_VISUAL_MODES = ("none", "dense_frames", "region_crops")
 FAILED_STEP_ACTIONS = ("error", "warn")
-REDACTED = "***"
-# The one list of secret fields: redacted in the run config, argv, logs and ffr_config_dict.
-SECRET_FIELDS = ("teacher_api_key",)
 
 
 @dataclass
@@ -268,8 +268,8 @@ def ffr_config_dict(cfg: Any) -> dict[str, Any]:
     Meant for the resolved-config file written to output_dir and for run loggers.
     """
     out = {name: getattr(cfg, name) for name in ffr_field_names()}
-    for name in SECRET_FIELDS:
-        if out[name] is not None:
+    for name in out:
+        if is_secret_field(name) and out[name] is not None:
             out[name] = REDACTED
     return out
 

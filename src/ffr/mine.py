@@ -19,8 +19,13 @@ Output: one patch-log line per item (the format of ``FFRTrainer.write_patch_log`
 with ``step`` null, ``outcome`` "mined" or "no_patch", plus ``mine_key`` and
 ``source``), appended batch by batch with one write each, so ``python -m
 ffr.audit`` reads it. Resumable: an item whose ``mine_key`` (hash of problem_id,
-response and GT mode) already has a final status (ok, leak, skipped) in --out is
-not asked again; error / timeout items are retried and their new line appended.
+response and GT mode) already has a final status (ok, leak, skipped, refused) in --out
+is not asked again; error / timeout items are retried and their new line appended.
+A batch the service refuses as too large (HTTP 413) is resent one item per call; an
+item refused on its own is logged with status ``refused`` (final; ``--retry-refused``).
+Exit status: 0 when every item got a final status, 1 when some ended in error /
+timeout (rerun to retry them), 2 for bad inputs (no rows, non-finite or boolean
+rewards, ...), each named by file and line.
 
 Into the service cache: start the service with ``--cache-file`` and every ok
 patch it makes here is stored there and served again after a restart. A cache hit
@@ -34,6 +39,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 from collections import Counter
@@ -52,7 +58,10 @@ from r1v.vision import VisionConfig, load_video
 
 logger = logging.getLogger(__name__)
 
-FINAL_STATUSES = ("ok", "leak", "skipped")
+# Statuses a rerun does not ask again. "refused": the service refused the item sent alone with
+# HTTP 413 (too large); resending it cannot succeed and would append its (large) line again.
+FINAL_STATUSES = ("ok", "leak", "skipped", "refused")
+RETRYABLE_STATUSES = ("error", "timeout")
 
 
 @dataclass
@@ -69,7 +78,13 @@ def iter_rows(paths: list[str]) -> Iterator[tuple[str, dict]]:
     """('file:line', row) of every non-blank line; folders expand to their ``*.jsonl`` files."""
     files: list[Path] = []
     for p in map(Path, paths):
-        files += sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
+        if p.is_dir():
+            found = sorted(p.glob("*.jsonl"))
+            if not found:  # an empty folder is a wrong path, not "nothing failed"
+                raise ValueError(f"{p}: completions folder holds no *.jsonl file")
+            files += found
+        else:
+            files.append(p)
     for path in files:
         if not path.is_file():
             raise ValueError(f"{path}: completions file not found")
@@ -81,8 +96,9 @@ def iter_rows(paths: list[str]) -> Iterator[tuple[str, dict]]:
 
 def read_failed(paths: list[str], threshold: float, counts: Counter) -> list[Rollout]:
     """Failed rollouts of completion dumps / eval predictions (see the module docstring)."""
-    failed = []
+    failed, n_rows = [], 0
     for where, row in iter_rows(paths):
+        n_rows += 1
         if "completion" in row:
             if "rewards/accuracy" not in row:
                 raise ValueError(f"{where}: a completions-dump row needs 'rewards/accuracy'")
@@ -95,12 +111,18 @@ def read_failed(paths: list[str], threshold: float, counts: Counter) -> list[Rol
         else:
             raise ValueError(f"{where}: neither a completions-dump row (problem_id, completion) nor an "
                              "eval prediction (id, output, score)")
-        if pid is None or not isinstance(text, str) or not isinstance(reward, (int, float)):
-            raise ValueError(f"{where}: needs a problem id, a text response and a numeric reward / score")
+        # bool is an int to Python: a reward of `true` must not count as 1.0 (correct); NaN would
+        # count as failed (NaN >= t is False) and be mined.
+        if pid is None or not isinstance(text, str) or isinstance(reward, bool) \
+                or not isinstance(reward, (int, float)) or not math.isfinite(reward):
+            raise ValueError(f"{where}: needs a problem id, a text response and a finite numeric reward / score, "
+                             f"got reward {reward!r}")
         if reward >= threshold:
             counts["correct"] += 1
             continue
         failed.append(Rollout(where, str(pid), text, float(reward)))
+    if not n_rows:  # empty dumps: a wrong path or a run that logged nothing, not "all correct"
+        raise ValueError(f"no completion rows in {' '.join(map(str, paths))}")
     return failed
 
 
@@ -109,8 +131,8 @@ def mine_key(problem_id: str, response: str, use_gt: bool) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
 
 
-def read_done(out: Path) -> set[str]:
-    """Keys with a final status in `out`; a torn last line is cut off (with a warning)."""
+def read_done(out: Path, final: tuple[str, ...] = FINAL_STATUSES) -> set[str]:
+    """Keys with a status in ``final`` in `out`; a torn last line is cut off (with a warning)."""
     if not out.exists():
         return set()
     raw = out.read_bytes()
@@ -126,7 +148,7 @@ def read_done(out: Path) -> set[str]:
                 key, status = row["mine_key"], row["status"]
             except (ValueError, KeyError, TypeError) as exc:
                 raise ValueError(f"{out}:{n}: not a mined patch-log line ({exc})") from exc
-            if status in FINAL_STATUSES:
+            if status in final:
                 done.add(key)
     return done
 
@@ -154,7 +176,8 @@ def log_line(item: PatchRequestItem, result: PatchResult, record: dict, rollout:
         "question": item.question, "options": item.options, "problem_type": item.problem_type,
         "gold_answer": gold_answer(record), "video_path": item.video_path, "timestamps": item.timestamps,
         "student_response": item.student_response, "student_answer": extract_answer(item.student_response),
-        "status": result.status, "error_type": result.error_type, "detail": result.detail,
+        "status": "refused" if too_large(result) else result.status,
+        "error_type": result.error_type, "detail": result.detail,
         "patch": result.patch.model_dump(mode="json") if result.patch is not None else None,
         "patched_answer": None, "first_reward": rollout.reward, "patched_reward": None, "chosen_patched": False,
         "outcome": "mined" if result.status == "ok" else "no_patch",
@@ -179,7 +202,8 @@ def plan(args: argparse.Namespace, counts: Counter) -> list[tuple[Rollout, dict,
     records = {}
     for rec in load_records(args.data, args.data_root):
         records.setdefault(str(rec["problem_id"]), rec)
-    done = read_done(Path(args.out))
+    final = tuple(s for s in FINAL_STATUSES if not (args.retry_refused and s == "refused"))
+    done = read_done(Path(args.out), final)
     todo, seen = [], set()
     for ro in read_failed(args.completions, args.correct_threshold, counts):
         key = mine_key(ro.problem_id, ro.response, args.use_gt)
@@ -196,6 +220,20 @@ def plan(args: argparse.Namespace, counts: Counter) -> list[tuple[Rollout, dict,
     return todo
 
 
+def too_large(result: PatchResult) -> bool:
+    """The service refused the request with HTTP 413 (body or item count over its limits)."""
+    return result.status == "error" and result.error_type == "http_4xx" and (result.detail or "").startswith("HTTP 413")
+
+
+def request_isolating_refusals(client: TeacherClient, items: list[PatchRequestItem]) -> list[PatchResult]:
+    """``client.request_patches(items)``; a batch refused with 413 is resent one item per call, so
+    only the item that is too large on its own stays refused and the others are mined."""
+    results = client.request_patches(items)
+    if len(items) > 1 and any(too_large(r) for r in results):
+        results = [client.request_patches([it])[0] if too_large(r) else r for it, r in zip(items, results)]
+    return results
+
+
 def mine(args: argparse.Namespace, client: TeacherClient) -> Counter:
     """Mine every pending item in batches; returns counts of statuses and of left-out rows."""
     counts: Counter = Counter()
@@ -208,10 +246,15 @@ def mine(args: argparse.Namespace, client: TeacherClient) -> Counter:
             batch = todo[start:start + args.batch_size]
             items = [build_request_item(rec, f"{ro.problem_id}#mine-{key[:12]}", times(rec), ro.response,
                                         use_gt=args.use_gt) for ro, rec, key in batch]
-            results = client.request_patches(items)
-            append_lines(out, [log_line(it, res, rec, ro, key)
-                               for it, res, (ro, rec, key) in zip(items, results, batch, strict=True)])
-            counts.update(f"status/{r.status}" for r in results)
+            results = request_isolating_refusals(client, items)
+            lines = [log_line(it, res, rec, ro, key)
+                     for it, res, (ro, rec, key) in zip(items, results, batch, strict=True)]
+            append_lines(out, lines)
+            counts.update(f"status/{line['status']}" for line in lines)
+            for line in lines:
+                if line["status"] == "refused":
+                    logger.warning("%s: refused by the service (%s); not asked again without --retry-refused",
+                                   line["sample_id"], line["detail"])
             bar.update(len(batch))
     return counts
 
@@ -236,6 +279,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--max-frames", type=int, default=VisionConfig.max_frames, help="frame policy: max frames")
     p.add_argument("--timeout-s", type=float, default=600.0, help="timeout of one teacher call")
     p.add_argument("--max-retries", type=int, default=2, help="retries of a failed teacher call")
+    p.add_argument("--retry-refused", action="store_true",
+                   help="ask again about items the service refused as too large (HTTP 413) in earlier runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.batch_size < 1 or args.timeout_s <= 0 or args.max_retries < 0:
@@ -271,6 +316,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         client.close()
     print("mined: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) if counts else "mined: nothing to do")
+    failed = sum(counts[f"status/{s}"] for s in RETRYABLE_STATUSES)
+    if failed:  # e.g. a dead --teacher-url: every item is an error; the exit code must say so
+        print(f"error: {failed} item(s) failed (status error / timeout, see --out); rerun to retry them",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional
 
-from ffr.config import SECRET_FIELDS, FFRArguments, take_teacher_secret
+from ffr.config import FFRArguments, take_teacher_secret
 from ffr.trainer import FFRTrainer
 from r1v import grpo
 from r1v import config as r1v_config
@@ -31,16 +31,14 @@ class FFRGRPOConfig(FFRArguments, GRPOConfig):
     """``GRPOConfig`` (TrainingArguments + GRPO knobs) plus the FFR and teacher-client fields.
 
     ``FFRArguments`` comes first so its ``__post_init__`` validates the FFR fields and then
-    chains to ``TrainingArguments.__post_init__``. ``SECRET_FIELDS`` tells ``write_run_config``
-    which fields to redact.
+    chains to ``TrainingArguments.__post_init__``. ``write_run_config`` redacts its secret fields
+    (``r1v.run_config.is_secret_field``: ``teacher_api_key``, ``hub_token``, ...).
     """
-
-    SECRET_FIELDS = SECRET_FIELDS  # a plain class attribute, not a dataclass field
 
 
 def redact_argv(argv: list[str]) -> list[str]:
     """Copy of ``argv`` with the value of every secret flag (each spelling, ``=`` forms too) replaced by ``***``."""
-    return r1v_config.redact_argv(argv, SECRET_FIELDS)
+    return r1v_config.redact_argv(argv)
 
 
 def run(configs: tuple, extra_kwargs: Optional[dict] = None) -> FFRTrainer:
@@ -51,10 +49,8 @@ def run(configs: tuple, extra_kwargs: Optional[dict] = None) -> FFRTrainer:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    configs = grpo.parse_cli((GRPOScriptArguments, FFRGRPOConfig, ModelConfig), argv, prog="ffr.train")
-    # wandb and other trackers record sys.argv; a key given on the command line must not land there.
-    sys.argv = redact_argv(sys.argv)
-    run(configs)
+    # parse_cli also scrubs sys.argv (trackers record it), so a key given on the command line never lands there.
+    run(grpo.parse_cli((GRPOScriptArguments, FFRGRPOConfig, ModelConfig), argv, prog="ffr.train"))
 
 
 if __name__ == "__main__":

@@ -11,18 +11,22 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
-import subprocess
 import sys
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 from transformers.utils import is_torch_bf16_gpu_available
+
+# Re-exported: the run-config writer and the secret rule are part of every entry point's config API.
+from r1v.run_config import (  # noqa: F401
+    REDACTED, SECRET_FIELDS, git_commit, is_secret_field, redact_argv, secret_field_names, write_run_config,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -174,15 +178,25 @@ class GRPOConfig(TrainingArguments):
 
     def _check_run_limits(self) -> None:
         """Refuse a run that would train nothing (max_steps 0, 0 epochs) and bad skip limits."""
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"max_steps: must be a positive number of optimizer steps, or -1 to train for "
-                             f"num_train_epochs; got {self.max_steps!r}")
-        if self.max_steps == -1 and not self.num_train_epochs > 0:
-            raise ValueError(f"num_train_epochs: must be > 0 when max_steps is -1, got {self.num_train_epochs!r}")
+        check_trains_something(self)
         if not 0.0 <= self.skipped_prompts_max_frac <= 1.0:
             raise ValueError(f"skipped_prompts_max_frac: must lie in [0, 1], got {self.skipped_prompts_max_frac!r}")
         if self.skipped_prompts_patience < 1:
             raise ValueError(f"skipped_prompts_patience: must be >= 1, got {self.skipped_prompts_patience!r}")
+
+
+def check_trains_something(args: TrainingArguments) -> None:
+    """Raise ValueError (naming the field) when ``args`` would train nothing.
+
+    The one rule of every training entry point (GRPO, T-GRPO, FFR, SFT): ``max_steps`` is a
+    positive number of optimizer steps, or -1 with ``num_train_epochs`` > 0. ``max_steps 0``
+    would otherwise run a step at learning rate 0, save the unchanged weights and exit 0.
+    """
+    if args.max_steps == 0 or args.max_steps < -1:
+        raise ValueError(f"max_steps: must be a positive number of optimizer steps, or -1 to train for "
+                         f"num_train_epochs; got {args.max_steps!r}")
+    if args.max_steps == -1 and not (args.num_train_epochs > 0 and math.isfinite(args.num_train_epochs)):
+        raise ValueError(f"num_train_epochs: must be > 0 when max_steps is -1, got {args.num_train_epochs!r}")
 
 
 @dataclass
@@ -197,7 +211,6 @@ class ModelConfig:
     freeze_vision_tower: bool = field(default=False, metadata={"help": "Keep the vision encoder's weights fixed."})
 
 
-REDACTED = "***"
 CLI_EPILOG = (
     "--config FILE.yaml (or --config=FILE.yaml): a YAML mapping of field names to values; flags given "
     "on the command line override it, and a YAML null sets an Optional field to None. "
@@ -302,74 +315,3 @@ def parse_config(dataclass_types: tuple, argv: Optional[list[str]] = None) -> tu
         keys = {f.name for f in dataclasses.fields(dtype) if f.init}
         outputs.append(dtype(**{k: v for k, v in vars(namespace).items() if k in keys}))
     return tuple(outputs)
-
-
-def git_commit(repo_dir: Optional[str] = None) -> Optional[str]:
-    """HEAD commit of the code's checkout (None outside a git checkout); '+dirty' marks local edits."""
-    repo_dir = repo_dir or str(Path(__file__).resolve().parent)
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_dir, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_dir,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def secret_field_names(configs: tuple) -> tuple[str, ...]:
-    """Fields whose values are secrets: the union of each config class's ``SECRET_FIELDS``."""
-    names: list[str] = []
-    for cfg in configs:
-        names += [n for n in getattr(type(cfg), "SECRET_FIELDS", ()) if n not in names]
-    return tuple(names)
-
-
-def redact_argv(argv: list[str], secret_fields: tuple[str, ...]) -> list[str]:
-    """Copy of ``argv`` with the value of every secret field replaced by ``***``.
-
-    Every spelling the parser accepts is covered: ``--name VALUE``, ``--name=VALUE`` and the
-    dash forms ``--na-me VALUE`` / ``--na-me=VALUE``.
-    """
-    flags = {f"--{n}" for n in secret_fields} | {f"--{n.replace('_', '-')}" for n in secret_fields}
-    out: list[str] = []
-    hide_next = False
-    for arg in argv:
-        flag = arg.split("=", 1)[0]
-        if hide_next:
-            out.append(REDACTED)
-            hide_next = False
-        elif arg in flags:
-            out.append(arg)
-            hide_next = True
-        elif "=" in arg and flag in flags:
-            out.append(f"{flag}={REDACTED}")
-        else:
-            out.append(arg)
-    return out
-
-
-def write_run_config(output_dir: str, configs: tuple) -> Path:
-    """Write every resolved field, argv and the git commit to ``output_dir/run_config.json``.
-
-    Secret fields (:func:`secret_field_names`) are written as ``***``, in the fields and in argv.
-    """
-    secrets = secret_field_names(configs)
-    resolved: dict[str, Any] = {"git_commit": git_commit(), "argv": redact_argv(sys.argv, secrets)}
-    for cfg in configs:
-        resolved[type(cfg).__name__] = {
-            f.name: REDACTED if f.name in secrets and getattr(cfg, f.name) is not None
-            else _jsonable(getattr(cfg, f.name))
-            for f in dataclasses.fields(cfg) if not f.name.startswith("_")
-        }
-    os.makedirs(output_dir, exist_ok=True)
-    path = Path(output_dir) / "run_config.json"
-    path.write_text(json.dumps(resolved, indent=2, sort_keys=True))
-    return path
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except TypeError:
-        return str(value)

@@ -155,22 +155,31 @@ def iter_json_records(path: Path) -> Iterator[tuple[str, Any]]:
     Shared by every reader of project JSON/JSONL files (data, prepare, traces, mining), so they
     all name a bad line the same way; use `json_records` to raise on the first bad line.
     """
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:  # name the file and line, not just a byte position
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start})") from exc
     if text.lstrip().startswith("["):
         try:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise ValueError(f"{path}: invalid JSON: nested too deeply to read") from exc
         for i, item in enumerate(items):
             yield f"{path}[item {i}]", item
         return
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
             yield f"{path}:{lineno}", json.loads(line)
         except json.JSONDecodeError as exc:
             yield f"{path}:{lineno}", exc
+        except RecursionError:  # reported like any other bad line (skippable where lines are)
+            yield f"{path}:{lineno}", json.JSONDecodeError("nested too deeply to read", line, 0)
 
 
 def json_records(path: Path) -> Iterator[tuple[str, Any]]:

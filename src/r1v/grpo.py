@@ -10,7 +10,7 @@ import logging
 import sys
 from typing import Optional
 
-from r1v.config import GRPOConfig, GRPOScriptArguments, ModelConfig, parse_config, write_run_config
+from r1v.config import GRPOConfig, GRPOScriptArguments, ModelConfig, parse_config, redact_argv, write_run_config
 from r1v.data import read_mixture, read_records
 from r1v.vision import VisionConfig
 
@@ -100,12 +100,18 @@ def run(configs: tuple, trainer_cls=None, extra_kwargs: Optional[dict] = None):
 
 def parse_cli(dataclass_types: tuple, argv: Optional[list[str]] = None, prog: str = "r1v.grpo") -> tuple:
     """:func:`parse_config` for a command line: a bad flag, key, value or config file exits with
-    status 2 and one line naming the problem (no traceback)."""
+    status 2 and one line naming the problem (no traceback).
+
+    Every entry point parses here, so this is also where ``sys.argv`` loses its secrets
+    (``r1v.run_config.redact_argv``): trackers such as wandb record it.
+    """
     try:
-        return parse_config(dataclass_types, argv)
+        configs = parse_config(dataclass_types, argv)
     except (ValueError, FileNotFoundError) as exc:
         sys.stderr.write(f"{prog}: error: {exc}\n")
         raise SystemExit(2) from exc
+    sys.argv = redact_argv(sys.argv)
+    return configs
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -26,7 +26,7 @@ from typing import Optional
 
 from transformers import TrainingArguments
 
-from r1v.config import GRPOScriptArguments, ModelConfig, write_run_config
+from r1v.config import GRPOScriptArguments, ModelConfig, check_trains_something, write_run_config
 from r1v.grpo import load_training_records, parse_cli, resume_arg, vision_config_from
 from r1v.sft_data import sft_target
 
@@ -65,6 +65,7 @@ class SFTConfig(TrainingArguments):
 
     def __post_init__(self):
         super().__post_init__()
+        check_trains_something(self)  # the rule GRPO and T-GRPO apply: max_steps 0 would train nothing
         if self.remove_unused_columns:
             raise ValueError("remove_unused_columns must be False: the SFT collator needs the records' fields")
         if self.max_length is not None and self.max_length < 1:

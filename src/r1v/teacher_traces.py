@@ -12,7 +12,8 @@ as Video-R1 CoT records: the input record plus ``process`` = ``<think>...</think
 Resumable: the output is appended one record at a time, and every attempt is logged to
 ``<out>.attempts.jsonl``; a rerun skips problem_ids already in the output and those whose trace
 was definitively dropped (wrong answer, bad format, empty; ``--retry-dropped`` asks again),
-and retries failures (HTTP error, non-JSON reply, connection, unreadable media).
+and retries failures (HTTP error, non-JSON or malformed reply, connection, unreadable media).
+A reply's token counts that are missing or not counts are logged and summed as unknown.
 Prints a summary: requests, kept, dropped by reason, tokens (this run and all runs).
 """
 from __future__ import annotations
@@ -22,6 +23,7 @@ import base64
 import io
 import json
 import logging
+import math
 import os
 import sys
 from collections import Counter
@@ -52,8 +54,8 @@ class Outcome:
 
     problem_id: object
     status: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    prompt_tokens: int | None = 0  # None: the reply's usage count was missing or junk (unknown)
+    completion_tokens: int | None = 0
     detail: str = ""
     record: dict | None = None
 
@@ -66,12 +68,14 @@ class Summary:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     all_runs_tokens: int = 0
+    unknown_usage: int = 0  # replies of this run whose token counts were missing or junk
 
     def add(self, o: Outcome) -> None:
         self.requests += o.status != "media"  # unreadable media never reach the endpoint
         self.by_status[o.status] += 1
-        self.prompt_tokens += o.prompt_tokens
-        self.completion_tokens += o.completion_tokens
+        self.prompt_tokens += o.prompt_tokens or 0
+        self.completion_tokens += o.completion_tokens or 0
+        self.unknown_usage += o.status != "media" and (o.prompt_tokens is None or o.completion_tokens is None)
 
     def table(self) -> str:
         dropped = {k: v for k, v in sorted(self.by_status.items()) if k != "kept"}
@@ -82,6 +86,8 @@ class Summary:
         lines += [f"tokens prompt         {self.prompt_tokens}", f"tokens completion     {self.completion_tokens}",
                   f"tokens total          {self.prompt_tokens + self.completion_tokens}",
                   f"tokens all runs       {self.all_runs_tokens}"]
+        if self.unknown_usage:
+            lines.append(f"tokens unknown        {self.unknown_usage} repl{'y' if self.unknown_usage == 1 else 'ies'}")
         return "\n".join(lines)
 
 
@@ -112,6 +118,40 @@ def completion_text(message) -> str:
     if "<think>" not in content and "</think>" in content:
         return "<think>" + content
     return content
+
+
+def reply_text(resp) -> str:
+    """The trace text of a chat-completions reply; ValueError naming what is malformed.
+
+    The client builds replies without validating them, so "choices" may be any JSON value and
+    a message's content need not be a string; anything but the documented shape is refused here
+    instead of failing later with an AttributeError that would stop the whole run.
+    """
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise ValueError(f"'choices' must be a non-empty list, got {type(choices).__name__}")
+    message = getattr(choices[0], "message", None)
+    if message is None or isinstance(message, (str, list, dict)):
+        raise ValueError(f"choices[0] has no message object (got {type(choices[0]).__name__})")
+    for name in ("content", "reasoning_content", "reasoning"):
+        value = getattr(message, name, None)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"choices[0].message.{name} must be a string or null, got {type(value).__name__}")
+    return completion_text(message)
+
+
+def token_count(usage, name: str, pid=None) -> int | None:
+    """``usage.<name>`` as a count, or None (unknown) for a missing or junk value, which is logged.
+
+    Junk counts ("many", -1, 3.5, true) must neither crash the run nor poison the attempts log
+    that later runs sum up.
+    """
+    value = usage.get(name) if isinstance(usage, dict) else getattr(usage, name, None)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if value is not None:
+        logger.warning("problem_id=%r: usage.%s %r is not a token count; logged as unknown", pid, name, value)
+    return None
 
 
 def judge(text: str, rec: dict, min_graded_accuracy: float) -> tuple[str, str | None, str | None]:
@@ -147,10 +187,12 @@ def ask(client: openai.OpenAI, args, rec: dict, vision: VisionConfig) -> Outcome
     except (ValueError, openai.APIResponseValidationError) as exc:  # a reply that is not JSON
         return Outcome(pid, "bad_response", detail=f"{type(exc).__name__}: {str(exc)[:200]}")
     usage = getattr(resp, "usage", None)
-    tokens = (getattr(usage, "prompt_tokens", 0) or 0, getattr(usage, "completion_tokens", 0) or 0)
-    if not getattr(resp, "choices", None):
-        return Outcome(pid, "bad_response", *tokens, detail="no choices in the reply")
-    status, think, answer = judge(completion_text(resp.choices[0].message), rec, args.min_graded_accuracy)
+    tokens = (token_count(usage, "prompt_tokens", pid), token_count(usage, "completion_tokens", pid))
+    try:
+        text = reply_text(resp)
+    except ValueError as exc:  # a malformed reply is this item's failure, retried by the next run
+        return Outcome(pid, "bad_response", *tokens, detail=str(exc)[:200])
+    status, think, answer = judge(text, rec, args.min_graded_accuracy)
     if status != "kept":
         return Outcome(pid, status, *tokens, detail=(answer or "")[:200])
     out = {k: v for k, v in rec.items() if k != "rel_path"}
@@ -185,7 +227,22 @@ def done_ids(out: Path, attempts: Path, retry_dropped: bool) -> tuple[set[str], 
     logged = _read_lines(attempts)
     if not retry_dropped:
         done |= {str(a["problem_id"]) for a in logged if a["status"] in DEFINITIVE}
-    return done, sum(a.get("prompt_tokens", 0) + a.get("completion_tokens", 0) for a in logged)
+    # token_count: a junk count logged by an older run is unknown, not a TypeError on every rerun.
+    return done, sum((token_count(a, "prompt_tokens", a.get("problem_id")) or 0)
+                     + (token_count(a, "completion_tokens", a.get("problem_id")) or 0) for a in logged)
+
+
+def read_api_key(path: str) -> str:
+    """The key held in ``path``; ValueError naming the file when it is unreadable (a folder,
+    missing, not UTF-8) or empty, so the CLI reports one line instead of a traceback."""
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"--api-key-file {path}: cannot read the key ({reason})") from exc
+    if not key:
+        raise ValueError(f"--api-key-file {path}: the file is empty")
+    return key
 
 
 def run(args) -> Summary:
@@ -199,7 +256,7 @@ def run(args) -> Summary:
     pending = [r for r in records if str(r["problem_id"]) not in done]
     todo = pending[: args.limit]
     summary = Summary(skipped_done=len(records) - len(pending))
-    api_key = Path(args.api_key_file).read_text().strip() if args.api_key_file else "EMPTY"
+    api_key = read_api_key(args.api_key_file) if args.api_key_file else "EMPTY"
     client = openai.OpenAI(base_url=args.base_url, api_key=api_key, timeout=args.timeout_s,
                            max_retries=args.max_retries)
     vision = VisionConfig(max_frames=args.frames, min_frames=min(4, args.frames),
@@ -262,6 +319,15 @@ def main(argv=None) -> int:
         parser.error(f"--limit must be >= 0, got {args.limit}")
     if not 0.0 <= args.min_graded_accuracy <= 1.0:
         parser.error(f"--min-graded-accuracy must be in [0, 1], got {args.min_graded_accuracy}")
+    # Written so that NaN fails too: a bad timeout fails every item, bad sampling values every request.
+    if not 0.0 < args.timeout_s < math.inf:
+        parser.error(f"--timeout-s must be a positive number of seconds, got {args.timeout_s}")
+    if not 0.0 <= args.temperature <= 2.0:
+        parser.error(f"--temperature must be in [0, 2], got {args.temperature}")
+    if not 0.0 < args.top_p <= 1.0:
+        parser.error(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.max_retries < 0:
+        parser.error(f"--max-retries must be >= 0, got {args.max_retries}")
     try:
         summary = run(args)
     except (FileNotFoundError, ValueError) as exc:

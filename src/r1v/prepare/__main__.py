@@ -26,7 +26,7 @@ from r1v.prepare.common import (
 )
 from r1v.prepare.mix import draw_mix, rebuild
 from r1v.prepare.overlap import build_index, filter_overlap
-from r1v.prepare.sources import CONVERTERS, convert
+from r1v.prepare.sources import CONVERTERS, DUPLICATE_IDS, convert
 
 logger = logging.getLogger("r1v.prepare")
 
@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--media-root", help="folder the release's media paths resolve against (default: --src's folder)")
         p.add_argument("--video-dir", default=None,
                        help=f"video folder under --media-root (default {default_dir!r})" if default_dir else argparse.SUPPRESS)
+        p.add_argument("--duplicate-ids", choices=DUPLICATE_IDS, default="error",
+                       help="an id repeated in the release: 'error' (default, lists them) or 'rename' "
+                            "(keep every item as <id>#1, <id>#2, ..., listed in the report)")
         _common(p)
     p = sub.add_parser("overlap", help="drop items of a Video-R1 JSON/JSONL overlapping eval sets")
     p.add_argument("--data", required=True, help="training records (Video-R1 schema)")
@@ -119,7 +122,7 @@ def main(argv=None) -> int:
     try:
         if args.command in CONVERTERS:
             report = convert(args.command, args.src, args.out, args.media_root, args.on_missing,
-                             args.video_dir, args.force)
+                             args.video_dir, args.force, args.duplicate_ids)
         elif args.command == "overlap":
             report = run_overlap(args)
         elif args.command == "mix":

@@ -108,18 +108,42 @@ def _raise_missing(report: PrepareReport, where: str, on_missing: str, report_fi
         raise MissingMediaError(where, [(m["id"], m["path"]) for m in report.missing_media])
 
 
+def _check_same_draw(manifest: Path, settings: dict, config) -> None:
+    """Refuse to call a finished draw "done" when it was drawn with other settings.
+
+    A rerun with another --seed, another config (compared by content), other eval sets or other
+    overlap / missing-media settings would otherwise keep the old draw and say "already done".
+    Manifests written before ``settings`` existed are compared on seed, config path and eval sets.
+    """
+    data = read_manifest(manifest)
+    before = data.get("settings")
+    if not isinstance(before, dict):
+        before = {"seed": data.get("seed"), "eval_sets": sorted(data.get("eval_sets") or [])}
+        if os.path.abspath(str(data.get("config"))) != os.path.abspath(str(config)):
+            before["config"], settings = data.get("config"), {**settings, "config": str(config)}
+    changed = [f"{k} {before[k]!r} -> {settings[k]!r}" for k in before if k in settings and before[k] != settings[k]]
+    if changed:
+        raise ValueError(f"{manifest}: the finished draw used other settings ({'; '.join(changed)}); pass --force "
+                         f"to redraw over it, or give another --out and --manifest")
+
+
 def draw_mix(config, out, manifest, seed: int = 42, base_dir=None, eval_specs=(), on_missing: str = "error",
              content_hash: bool = True, min_question_words: int = 1, force: bool = False) -> PrepareReport:
     """Draw the mix of mixture YAML ``config``; write ``out`` (JSONL) and ``manifest`` (JSON).
 
-    A finished draw (both files present) is kept unless ``force``. Missing media raise
+    A finished draw (both files present) is kept unless ``force``, and only when it was drawn with
+    the same settings (seed, config content, eval sets, overlap and missing-media options);
+    otherwise ValueError names what changed. Missing media raise
     MissingMediaError listing all of them, or with ``on_missing="skip"`` are listed in the
     report and manifest. Overlapping items are removed before sampling.
     """
     check_on_missing(on_missing)
     out, manifest = Path(out), Path(manifest)
     report = PrepareReport(step="mix", inputs=[str(config)], output=str(out), notes={"seed": seed})
+    settings = {"seed": seed, "config_sha256": file_sha256(config), "eval_sets": sorted(eval_specs),
+                "content_hash": content_hash, "min_question_words": min_question_words, "on_missing": on_missing}
     if not force and is_done(out, manifest):
+        _check_same_draw(manifest, settings, config)
         logger.info("mix already drawn (%s, %s); pass --force to redraw", out, manifest)
         report.notes["skipped"] = "done"
         return report
@@ -144,21 +168,51 @@ def draw_mix(config, out, manifest, seed: int = 42, base_dir=None, eval_specs=()
         logger.info("%s: drew %d of %d", entry.name, len(chosen), len(records))
     report.n_written = write_jsonl_atomic((_output_record(r, out) for r in chosen_all), out)
     write_json_atomic({"format": MANIFEST_FORMAT, "seed": seed, "config": str(config), "sources": sources,
-                       "eval_sets": list(eval_specs), "overlap_removed": report.removed,
+                       "eval_sets": list(eval_specs), "settings": settings, "overlap_removed": report.removed,
                        "missing_media": report.missing_media, "items": items}, manifest)
     logger.info(report.summary())
     return report
 
 
 def read_manifest(path) -> dict:
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:
         try:
-            data = json.load(fh)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: invalid JSON: {exc}") from exc
+            data = json.loads(fh.read().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise ValueError(f"{path}: not a JSON manifest ({type(exc).__name__}: {exc})") from exc
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise ValueError(f"{path}: not a mix manifest (expected format {MANIFEST_FORMAT!r})")
+    _check_manifest(data, path)
     return data
+
+
+def _check_manifest(data: dict, path) -> None:
+    """ValueError naming the manifest and the field / item of any structure ``rebuild`` cannot trust:
+    sources not a mapping of {json_path, ...}, items not a list of {source, original_id, problem_id,
+    path} of a listed source, or an item listed twice (it would be written twice)."""
+    sources = data.get("sources")
+    if not isinstance(sources, dict) or not sources:
+        raise ValueError(f"{path}: 'sources' must be a non-empty mapping of source name to its file, "
+                         f"got {type(sources).__name__}")
+    for name, src in sources.items():
+        if not isinstance(src, dict) or not isinstance(src.get("json_path"), str):
+            raise ValueError(f"{path}: sources[{name!r}] must be a mapping with a 'json_path' string")
+    items = data.get("items")
+    if not isinstance(items, list):
+        raise ValueError(f"{path}: 'items' must be a list, got {type(items).__name__}")
+    first: dict[tuple, int] = {}
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"{path}: items[{i}] must be a mapping, got {type(item).__name__}")
+        missing = [k for k in ("source", "original_id", "problem_id", "path") if item.get(k) in (None, "")]
+        if missing:
+            raise ValueError(f"{path}: items[{i}] has no {missing}")
+        if not isinstance(item["source"], str) or item["source"] not in sources:
+            raise ValueError(f"{path}: items[{i}]: source {item['source']!r} is not one of {sorted(sources)}")
+        key = (item["source"], str(item["original_id"]))
+        if key in first:
+            raise ValueError(f"{path}: items[{i}] repeats items[{first[key]}] ({key[0]}:{key[1]})")
+        first[key] = i
 
 
 def _source_files(data: dict, overrides: dict[str, str], config, base_dir) -> dict[str, tuple[Path, Path | None]]:

@@ -44,6 +44,7 @@ from r1v.prepare.common import (
 logger = logging.getLogger(__name__)
 
 LETTERS = string.ascii_uppercase
+DUPLICATE_IDS = ("error", "rename")
 SCHEMA_KEYS = ("problem", "data_type", "problem_type", "options", "solution")
 
 
@@ -56,6 +57,28 @@ class Converted:
     media: str
 
 
+def _text(value, what: str) -> str:
+    """``value`` as a question / answer / option text: a non-empty string (a number is written out).
+
+    null, a dict or a list is an error: ``str()`` would turn them into "None" or a repr that then
+    passes every later check as if it were the release's text.
+    """
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string, got {value!r:.80}")
+    return value
+
+
+def _ident(value, what: str) -> str:
+    """An id as a string: a non-empty string or an integer (null would become the id "None")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty string or an integer, got {value!r:.80}")
+    return value
+
+
 def _require(item: dict, *keys: str) -> None:
     missing = [k for k in keys if k not in item]
     if missing:
@@ -66,9 +89,10 @@ def _schema_record(item: dict, default_source: str) -> Converted:
     """A record already in the Video-R1 schema: every field kept, ``path`` moved to ``media``."""
     _require(item, "problem_id", "path", *SCHEMA_KEYS)
     record = {k: v for k, v in item.items() if k not in ("problem_id", "path", "original_id")}
-    record["options"] = list(item.get("options") or [])
+    record["options"] = [_text(o, f"options[{i}]") for i, o in enumerate(item.get("options") or [])]
+    record["problem"] = _text(item["problem"], "problem")
     record.setdefault("data_source", default_source)
-    return Converted(str(item["problem_id"]), record, str(item["path"]))
+    return Converted(_ident(item["problem_id"], "problem_id"), record, _text(item["path"], "path"))
 
 
 def video_r1_items(items: list, video_dir: str = "") -> Iterator[Converted]:
@@ -87,14 +111,15 @@ def video_holmes_items(items: list, video_dir: str = "videos") -> Iterator[Conve
         if item["Answer"] not in options:
             raise ValueError(f"Answer {item['Answer']!r} is not an option key {list(options)}")
         record = {
-            "problem": str(item["Question"]), "data_type": "video", "problem_type": "multiple choice",
-            "options": [f"{k}. {v}" for k, v in options.items()],
+            "problem": _text(item["Question"], "Question"), "data_type": "video", "problem_type": "multiple choice",
+            "options": [f"{k}. {_text(v, f'Options[{k!r}]')}" for k, v in options.items()],
             "solution": f"<answer>{item['Answer']}</answer>", "data_source": "Video-Holmes",
         }
         if item.get("Question Type"):
             record["question_type"] = item["Question Type"]
-        media = f"{video_dir}/{item['video ID']}.mp4" if video_dir else f"{item['video ID']}.mp4"
-        yield Converted(f"{item['video ID']}_{item['Question ID']}", record, media)
+        video = _ident(item["video ID"], "video ID")
+        media = f"{video_dir}/{video}.mp4" if video_dir else f"{video}.mp4"
+        yield Converted(f"{video}_{_ident(item['Question ID'], 'Question ID')}", record, media)
 
 
 def _first(item: dict, names: tuple[str, ...], what: str):
@@ -120,15 +145,16 @@ def _letter_answer(answer: str, options: list[str]) -> str:
 
 def _qa_record(item: dict, index: int) -> Converted:
     """A question-answer item (Video-Thinker's QA shape) -> multiple choice or free-form."""
-    media = str(_first(item, ("video", "video_path", "path"), "video"))
-    question = str(_first(item, ("question", "problem"), "question"))
-    answer = str(_first(item, ("answer", "solution"), "answer"))
+    media = _text(_first(item, ("video", "video_path", "path"), "video"), "video")
+    question = _text(_first(item, ("question", "problem"), "question"), "question")
+    answer = _text(_first(item, ("answer", "solution"), "answer"), "answer")
     raw = item.get("options") or []
     if isinstance(raw, dict):
-        options = [f"{k}. {v}" for k, v in raw.items()]
+        options = [f"{k}. {_text(v, f'options[{k!r}]')}" for k, v in raw.items()]
     elif isinstance(raw, list):
+        texts = [_text(o, f"options[{i}]") for i, o in enumerate(raw)]
         options = [o if len(o) > 2 and o[0] in LETTERS and o[1:3] == ". " else f"{LETTERS[i]}. {o}"
-                   for i, o in enumerate(map(str, raw))]
+                   for i, o in enumerate(texts)]
     else:
         raise ValueError(f"options must be a list or a dict, got {type(raw).__name__}")
     record = {"problem": question, "data_type": "video",
@@ -137,8 +163,9 @@ def _qa_record(item: dict, index: int) -> Converted:
               "data_source": str(item.get("data_source") or item.get("source") or "Video-Thinker")}
     if item.get("process"):
         record["process"] = item["process"]
-    key = item.get("id", item.get("qid", item.get("question_id", index)))
-    return Converted(str(key), record, media)
+    names = [n for n in ("id", "qid", "question_id") if n in item]
+    key = _ident(item[names[0]], names[0]) if names else str(index)  # no id field: the item's position
+    return Converted(key, record, media)
 
 
 def video_thinker_items(items: list, video_dir: str = "") -> Iterator[Converted]:
@@ -172,12 +199,49 @@ def _convert_all(items: list, convert: Callable, video_dir: str, src: Path) -> l
     return out
 
 
+def _unique_keys(converted: list[Converted], src: Path, duplicate_ids: str, report: PrepareReport) -> list[str]:
+    """The items' keys; a repeated id is an error listing them (``duplicate_ids="error"``), or with
+    ``"rename"`` gets ``#k`` (``item_keys``), logged and listed in the report's notes."""
+    if duplicate_ids not in DUPLICATE_IDS:
+        raise ValueError(f"duplicate_ids must be one of {DUPLICATE_IDS}, got {duplicate_ids!r}")
+    where: dict[str, list[int]] = {}
+    for i, c in enumerate(converted):
+        where.setdefault(c.key, []).append(i)
+    repeated = {k: v for k, v in where.items() if len(v) > 1}
+    if repeated and duplicate_ids == "error":
+        shown = "; ".join(f"{k!r} at items {v}" for k, v in list(repeated.items())[:20])
+        raise ValueError(f"{src}: {len(repeated)} id(s) repeated: {shown} (pass --duplicate-ids rename to "
+                         f"keep them all as <id>#1, <id>#2, ...)")
+    if repeated:
+        logger.warning("%s: %d repeated id(s) renamed <id>#k: %s", src, len(repeated), sorted(repeated)[:20])
+        report.notes["renamed_duplicate_ids"] = sorted(repeated)
+    return item_keys([{"original_id": c.key} for c in converted])
+
+
+def _check_inside(converted: list[Converted], keys: list[str], root: Path, src: Path) -> None:
+    """Every media path must resolve (symlinks and ``..`` followed) inside the release folder ``root``:
+    anything else is not the release's file and is refused, listing the items."""
+    base = root.resolve()
+    outside = []
+    for item, key in zip(converted, keys):
+        media = Path(item.media)
+        resolved = (media if media.is_absolute() else root / media).resolve()
+        if not resolved.is_relative_to(base):
+            outside.append(f"{key}: {item.media} -> {resolved}")
+    if outside:
+        more = f" (+{len(outside) - 20} more)" if len(outside) > 20 else ""
+        raise ValueError(f"{src}: {len(outside)} media path(s) resolve outside the release folder {base}: "
+                         + "; ".join(outside[:20]) + more)
+
+
 def convert(subcommand: str, src, out, media_root=None, on_missing: str = "error",
-            video_dir: str | None = None, force: bool = False) -> PrepareReport:
+            video_dir: str | None = None, force: bool = False, duplicate_ids: str = "error") -> PrepareReport:
     """Convert release file ``src`` to schema JSONL ``out`` (paths relative to ``out``'s folder).
 
-    media_root: where the release's media paths resolve (default: ``src``'s folder).
-    A finished output (``out`` and its ``.report.json``) is kept unless ``force``.
+    media_root: where the release's media paths resolve (default: ``src``'s folder); a media path
+    resolving outside it (``..``, a symlink, an absolute path) is refused. An empty release, a
+    release with no writable record, and repeated ids (unless ``duplicate_ids="rename"``) are
+    errors. A finished output (``out`` and its ``.report.json``) is kept unless ``force``.
     Missing media raise MissingMediaError (the report is still written) or, with
     ``on_missing="skip"``, are left out and listed in the report.
     """
@@ -191,11 +255,15 @@ def convert(subcommand: str, src, out, media_root=None, on_missing: str = "error
     source, fn, default_dir = CONVERTERS[subcommand]
     root = Path(media_root) if media_root is not None else src.parent
     items = read_items(src)
+    if not items:
+        raise ValueError(f"{src}: the release holds no items; nothing to convert")
     converted = _convert_all(items, fn, default_dir if video_dir is None else video_dir, src)
     report = PrepareReport(step=subcommand, inputs=[str(src)], output=str(out), n_read=len(items),
                            notes={"source": source, "media_root": str(root)})
+    keys = _unique_keys(converted, src, duplicate_ids, report)
+    _check_inside(converted, keys, root, src)
     records = []
-    for item, key in zip(converted, item_keys([{"original_id": c.key} for c in converted])):
+    for item, key in zip(converted, keys):
         media = Path(item.media)
         media = media if media.is_absolute() else root / media
         if not media.is_file():
@@ -211,6 +279,9 @@ def convert(subcommand: str, src, out, media_root=None, on_missing: str = "error
     if report.missing_media and on_missing == "error":
         report.save(report_path(out))
         raise MissingMediaError(str(src), [(m["id"], m["path"]) for m in report.missing_media])
+    if not records:
+        raise ValueError(f"{src}: no record to write ({len(report.missing_media)} of {len(items)} items have "
+                         f"missing media)")
     report.n_written = write_jsonl_atomic(records, out)
     report.save(report_path(out))
     logger.info(report.summary())

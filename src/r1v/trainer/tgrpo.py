@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
@@ -90,8 +91,12 @@ class TGRPOArguments:
         if self.shuffled_num_generations < 1:
             raise ValueError(f"shuffled_num_generations: must be >= 1 (got {self.shuffled_num_generations})")
         for name in ("temporal_bonus", "temporal_ratio", "len_control_bonus"):
-            if not getattr(self, name) >= 0:  # also rejects NaN
-                raise ValueError(f"{name}: must be >= 0 (got {getattr(self, name)!r})")
+            if not 0 <= getattr(self, name) < math.inf:  # also rejects NaN and inf
+                raise ValueError(f"{name}: must be a finite number >= 0 (got {getattr(self, name)!r})")
+        # Accuracy rewards lie in [0, 1] and "correct" is accuracy > threshold: a threshold outside
+        # [0, 1) (or NaN, which every comparison fails) would make every or no rollout correct.
+        if not 0 <= self.accuracy_threshold < 1:
+            raise ValueError(f"accuracy_threshold: must lie in [0, 1) (got {self.accuracy_threshold!r})")
         if not 0 <= self.len_control_min_tokens <= self.len_control_max_tokens:
             raise ValueError(f"len_control_min_tokens/len_control_max_tokens: need 0 <= min <= max "
                              f"(got {self.len_control_min_tokens}, {self.len_control_max_tokens})")
