@@ -95,6 +95,9 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
         )
         # Our loss is already a mean; the Trainer must not rescale it by token counts.
         self.model_accepts_loss_kwargs = False
+        # Completion tokens sampled on this rank since the start (every generate that makes rollouts:
+        # variants that generate more per step, like FFR's second round, count here too).
+        self.generated_tokens = 0
         if self.ref_model is not None:
             if self.is_deepspeed_enabled:
                 self.ref_model = prepare_deepspeed_reference(self.ref_model, self.accelerator)
@@ -240,6 +243,7 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
         mask = completion_mask_from_eos(completion_ids, self.eos_token_ids)
         valid = torch.tensor([m["valid"] for m in prompts.meta], dtype=torch.bool, device=mask.device)
         mask = mask * valid.unsqueeze(1).to(mask.dtype)
+        self.generated_tokens += int(mask.sum())
         texts = self.processing_class.batch_decode(completion_ids * mask + self.pad_token_id * (1 - mask),
                                                    skip_special_tokens=True)
         return RolloutBatch(prompts, completion_ids, mask, texts, valid=valid)
