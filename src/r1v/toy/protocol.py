@@ -21,6 +21,12 @@ from r1v.toy.world import ToyWorld
 METHODS = ("grpo", "ffr", "tgrpo")
 
 
+def _warm_modules():
+    from r1v.toy import draw, tiny, warm_start, world
+
+    return (world, draw, tiny, warm_start)
+
+
 @dataclass(frozen=True)
 class WarmStart:
     """Supervised warm start (``r1v.sft``) on the warm split."""
@@ -64,10 +70,12 @@ class ToyProtocol:
     metric: str = "greedy accuracy on the test split"
 
     def warm_key(self) -> str:
-        """12-hex hash of everything that determines the warm student and the data."""
+        """12-hex hash of everything that determines the warm student and the data: the settings and
+        the source of the modules that draw the world, build the student and write the SFT records."""
+        sources = [hashlib.sha256(Path(m.__file__).read_bytes()).hexdigest() for m in _warm_modules()]
         blob = json.dumps({"world": dataclasses.asdict(self.world), "splits": self.splits,
                            "student": dataclasses.asdict(self.student),
-                           "warm_start": dataclasses.asdict(self.warm_start)}, sort_keys=True)
+                           "warm_start": dataclasses.asdict(self.warm_start), "sources": sources}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:

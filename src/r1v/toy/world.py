@@ -145,7 +145,7 @@ def scene_absent_colour(rng, world: ToyWorld):
     item = _mc("Which colour does not appear anywhere in the video?", list(COLOURS)[missing])
     item["evidence"] = _evidence(_seconds(world, 0, world.n_frames), [0.0, 0.0, 1.0, 1.0], "misconception",
                                  ["every square of the board"],
-                                 "The question asks for the colour that is missing, not for one that is shown.")
+                                 "The question asks for the colour that is missing, not for a colour that is shown.")
     return [(board, None)] * world.n_frames, item
 
 
@@ -161,7 +161,7 @@ def scene_count_cells(rng, world: ToyWorld):
     item = {"problem": f"How many squares of the board are {name}?", "problem_type": "numerical", "options": [],
             "answer": str(k)}
     item["evidence"] = _evidence(_seconds(world, 0, world.n_frames), [0.0, 0.0, 1.0, 1.0], "spatial",
-                                 [f"each {name} square"], "Go over the squares of the board one by one.")
+                                 [f"each {name} square"], "Go over every square of the board in turn.")
     return [(board, None)] * world.n_frames, item
 
 
