@@ -14,7 +14,8 @@ Every process that holds a key registers it with `register_secret` as soon as it
 Why a process-wide registry rather than passing the keys around: an upstream may echo the
 key in any error text (``Incorrect API key provided: Bearer sk-...``), and that text can reach
 a detail, a warning and a file along many paths; one registry read at each exit covers them
-all. Keys shorter than `MIN_SECRET_LEN` characters are refused (redacting a 2-letter
+all. Standard library only, so ``r1v`` may use it without depending on the rest of ``ffr``.
+Keys shorter than `MIN_SECRET_LEN` characters are refused (redacting a 2-letter
 "key" would mangle every text), as are placeholders such as ``EMPTY``.
 """
 from __future__ import annotations
