@@ -144,3 +144,27 @@ def test_running_the_server_module_is_an_error_not_a_silent_success():
     proc = subprocess.run([sys.executable, "-m", "ffr.teacher.server"], env=env, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode != 0 and "python -m ffr.teacher.service" in proc.stderr
+
+
+def test_response_format_is_dropped_only_when_it_is_refused(media):
+    """Old code: any 400 on a request carrying response_format turned it off for every later item."""
+    refused = Reply(status=400, body='{"error": {"message": "response_format json_schema is not supported"}}')
+
+    def script(body: dict, index: int) -> Reply:
+        if "long-case" in json.dumps(body["messages"][1]["content"]):
+            return CONTEXT_400
+        return refused if "response_format" in body and index >= 2 else FINAL
+
+    long_item = make_item(media, sid="long")
+    long_item["question"] = "long-case: which moves first?"
+    with scripted_openai(script) as (base_url, upstream):
+        backend = OpenAITeacher(OpenAITeacherConfig(base_url=base_url, model=upstream.model, vision=VISION,
+                                                    sdk_max_retries=0, protocol="tools", max_turns=1))
+        app = create_app(backend, str(media["root"]), cache_size=0)
+        with serve_in_thread(app) as url:
+            outcomes = []
+            for item in (long_item, make_item(media), make_item(media, sid="again")):
+                resp = requests.post(f"{url}/patch", json={"items": [item]}, timeout=30).json()
+                result = PatchResponse.model_validate(resp).results[0]
+                outcomes.append((result.status, result.error_type, backend.json_mode))
+    assert outcomes == [("error", "api_http_400", "auto"), ("ok", None, "auto"), ("ok", None, "off")]
