@@ -6,17 +6,18 @@ Every process that holds a key registers it with `register_secret` as soon as it
 
 - `redact(text)` replaces every registered secret in `text` with ``[REDACTED]``; callers
   apply it to every string that leaves the process (an item's ``detail``, a JSONL line);
-- `install_log_redaction()` (called by the first `register_secret`) installs a log-record factory, so every record created
-  afterwards, by any logger (ours, uvicorn's, the SDK's), has its message, arguments and
-  exception text redacted before any handler or formatter sees it. `RedactingFilter` does
-  the same as a `logging.Filter` for a handler that must be guarded on its own.
+- `install_log_redaction()` (called by the first `register_secret`) installs a log-record
+  factory, so every record created afterwards, by any logger (ours, uvicorn's, the SDK's),
+  has its message, arguments and exception text redacted before any handler or formatter
+  sees it. `RedactingFilter` does the same as a `logging.Filter`, for a handler that must be
+  guarded on its own.
 
 Why a process-wide registry rather than passing the keys around: an upstream may echo the
 key in any error text (``Incorrect API key provided: Bearer sk-...``), and that text can reach
 a detail, a warning and a file along many paths; one registry read at each exit covers them
 all. Standard library only, so ``r1v`` may use it without depending on the rest of ``ffr``.
-Keys shorter than `MIN_SECRET_LEN` characters are refused (redacting a 2-letter
-"key" would mangle every text), as are placeholders such as ``EMPTY``.
+Keys shorter than `MIN_SECRET_LEN` characters are ignored (redacting a 2-letter "key" would
+mangle every text), as are placeholders such as ``EMPTY``.
 """
 from __future__ import annotations
 

@@ -5,9 +5,10 @@ item-level faults: validate -> bound the frame count (``too_many_frames``) -> co
 -> cache (namespaced by the backend's `cache_namespace`, read at each lookup and store, since
 it can change while the service runs) -> backend proposal (timed) -> leak review
 (`guard.LeakGuard`: gates, optional blind judge, one regeneration) -> result with the backend's
-cost fields. Every result's ``detail`` passes `ffr.redact.redact` in `handle`, the one exit
-of the pipeline, so no configured secret reaches a client, a patch log or the cache file. `ServiceStats`
-holds the counters behind ``GET /stats``.
+cost fields. Every result's ``detail`` passes `ffr.redact.redact` (`_redacted`) in `handle`,
+the one exit of the pipeline, and before the cache stores it, so no configured secret reaches
+a client, a patch log or the cache file.
+`ServiceStats` holds the counters behind ``GET /stats``.
 """
 from __future__ import annotations
 
@@ -160,8 +161,7 @@ class PatchHandler:
         """Outcome for the `index`-th raw item; never raises for item-level faults."""
         started = time.monotonic()
         result, cached = await self._outcome(index, raw, deadline, started)
-        if result.detail:
-            result = result.model_copy(update={"detail": redact(result.detail)})
+        result = _redacted(result)
         self.stats.record_item(result, cached=cached)
         return result
 
@@ -187,7 +187,8 @@ class PatchHandler:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return failure(sid, "timeout", "item_timeout", "request deadline already passed"), False
-        result = await self._propose(item.model_copy(update={"video_path": real_path}), remaining, started)
+        result = _redacted(await self._propose(item.model_copy(update={"video_path": real_path}), remaining,
+                                               started))  # before the cache file sees it
         if result.status == "ok":  # the namespace after the proposal: the protocol that made it
             self.cache.put(key, result, self._namespace())
         return result, False
@@ -253,6 +254,14 @@ class PatchHandler:
             return await self.backend.propose(item)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.backend.propose, item)
+
+
+def _redacted(result: PatchResult) -> PatchResult:
+    """`result` with configured secrets masked in its detail (`ffr.redact`)."""
+    if not result.detail:
+        return result
+    clean = redact(result.detail)
+    return result if clean == result.detail else result.model_copy(update={"detail": clean})
 
 
 def _raw_sample_id(raw: object, index: int) -> str:

@@ -12,9 +12,10 @@ Protocols: ``tools`` sends native `tools` and reads `tool_calls`; ``text`` descr
 with native tools and falls back to text for good only when the server refuses a request
 with a 400/422 that names ``tools`` (`upstream.refusal_names`); any other 400 is that item's
 ``api_http_400`` and changes nothing for the other items. The protocol in use is part of
-`cache_namespace`, so patches made with text actions never answer for native tools. In either protocol a text action in the content is honoured. Tool images go
-back in a *user* message (tool messages are text-only on OpenAI and vLLM). A bad call gets an
-"Execution error: ..." text and still counts against the budget.
+`cache_namespace`, so patches made with text actions never answer for native tools. In
+either protocol a text action in the content is honoured. Tool images go back in a *user*
+message (tool messages are text-only on OpenAI and vLLM). A bad call gets an "Execution
+error: ..." text and still counts against the budget.
 
 Final reply: validated as a patch; an empty, reasoning-only or invalid final reply is
 re-asked once (with `response_format` json_schema/json_object where enabled), then becomes
@@ -40,7 +41,7 @@ import openai
 
 from ffr.leakage import patch_text_fields
 from ffr.patch import EvidencePatch
-from ffr.redact import redact, register_secret
+from ffr.redact import register_secret
 from ffr.teacher import prompts
 from ffr.teacher.backends import Proposal, TeacherBackend, Usage
 from ffr.teacher.replies import (ReplyError, message_parts, native_tool_calls, parse_patch, parse_text_action,
@@ -311,8 +312,7 @@ class OpenAITeacher(TeacherBackend):
         choices = getattr(resp, "choices", None)
         if not isinstance(choices, list):  # a 200 with a body that is not a chat completion
             return self._proposal(conv, None, error_type="upstream_bad_reply",
-                                  detail=redact(f"the endpoint answered {type(resp).__name__}, not a completion")
-                                  [:300])
+                                  detail=f"the endpoint answered a {type(resp).__name__}, not a chat completion")
         conv.turns += 1
         usage = getattr(resp, "usage", None)
         conv.usage = conv.usage + Usage(model_calls=1,
