@@ -135,3 +135,31 @@ def test_non_json_200_is_a_named_upstream_fault(media):
     assert (result.status, result.error_type) == ("error", "upstream_bad_reply"), result
     not_completion, _, _ = run(media, [Reply(body='["a", "list"]')])
     assert (not_completion.status, not_completion.error_type) == ("error", "upstream_bad_reply"), not_completion
+
+
+def test_markup_stripping_is_linear_and_keeps_its_meaning():
+    """Old code: strip_markup on 40,000 unclosed <think> tags took minutes (quadratic regex)."""
+    import random
+    import re
+
+    from ffr.teacher.replies import parse_text_action, strip_markup
+
+    think = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+    open_think = re.compile(r"^.*?</think>", re.DOTALL | re.IGNORECASE)
+
+    def reference(text: str) -> str:  # the regex definition, fine on short texts
+        text = think.sub(" ", text)
+        if "</think>" in text.lower():
+            text = open_think.sub(" ", text)
+        return re.sub(r"```(?:json)?", " ", re.sub(r"<\|(?:begin|end)_of_box\|>", " ", text)).strip()
+
+    rng = random.Random(0)
+    pieces = ["<think>", "</think>", "<THINK>", "</Think>", "a", " b ", "{", "}", "<|begin_of_box|>", "```json"]
+    for _ in range(2000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        assert strip_markup(text) == reference(text), text
+    t0 = time.monotonic()
+    for junk in (THINK_FLOOD, "</think>" * 40_000, "<tool_call>" * 40_000, "<arg_key>a</arg_key>x" * 40_000):
+        strip_markup(junk)
+        parse_text_action(junk)
+    assert time.monotonic() - t0 < 2.0
