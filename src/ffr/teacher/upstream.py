@@ -27,6 +27,7 @@ from ffr.redact import redact
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_REPLY_BYTES = 1024 * 1024  # a patch is ~1 KB; 16k tokens of reasoning ~64 KB
+UPSTREAM_CONNECTION_LIMITS = httpx2.Limits(max_connections=1000, max_keepalive_connections=100)  # the SDK's
 
 
 class ReplyTooLarge(openai.OpenAIError):
@@ -75,8 +76,10 @@ def capped_http_client(max_reply_bytes: int) -> httpx2.AsyncClient:
     """The SDK's default async client (its timeouts, limits, redirects) reading at most `max_reply_bytes`."""
     if max_reply_bytes < 1:
         raise ValueError(f"max_reply_bytes must be >= 1, got {max_reply_bytes}")
-    return openai.DefaultAsyncHttpxClient(transport=_CappedTransport(max_reply_bytes),
-                                          headers={"Accept-Encoding": "identity"})
+    # A transport of our own replaces the client's default one, and with it the SDK's connection
+    # limits, so the transport gets them explicitly.
+    transport = _CappedTransport(max_reply_bytes, limits=UPSTREAM_CONNECTION_LIMITS)
+    return openai.DefaultAsyncHttpxClient(transport=transport, headers={"Accept-Encoding": "identity"})
 
 
 def api_error_type(exc: openai.OpenAIError) -> str:
