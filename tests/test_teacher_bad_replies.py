@@ -97,10 +97,12 @@ def test_pathological_replies_never_stall_health_or_other_requests(media):
                 url, [asked(media, "flood", "f"), asked(media, "small-braces", "s"), asked(media, "braces", "b")],
                 timeout_s + 20)))
             worker.start()
-            while len(upstream.requests) < 3 and worker.is_alive():  # the replies are being parsed
-                time.sleep(0.01)
+            until = time.monotonic() + timeout_s
+            while len(upstream.requests) < 3 and worker.is_alive() and time.monotonic() < until:
+                time.sleep(0.01)  # poll until the replies are being parsed
             (plain,), plain_s = post(url, [asked(media, "plain", "p")], timeout_s + 20)
             worker.join(timeout=timeout_s + 25)
+        assert "out" in slow, "the batch of pathological replies did not finish"
         results, took = slow["out"]
     assert probe.count > 3 and probe.worst_s < 1.0, f"/health took {probe.worst_s:.2f}s"
     assert plain.status == "ok" and plain_s < timeout_s
