@@ -15,8 +15,8 @@
 #
 # Environment (defaults in brackets):
 #   TEACHER_ALLOWED_ROOT      directory the videos must lie under (required)
-#   TEACHER_HOST              bind address [127.0.0.1]; use a non-loopback address only
-#                             together with TEACHER_API_KEY_FILE
+#   TEACHER_HOST              bind address [127.0.0.1]; a non-loopback address needs
+#                             TEACHER_API_KEY_FILE (the service refuses to start without it)
 #   TEACHER_PORT              port [8399]
 #   TEACHER_API_KEY_FILE      file with the bearer token training ranks must send [none]
 #   TEACHER_BASE_URL          model endpoint [per preset; vllm: http://127.0.0.1:8000/v1]

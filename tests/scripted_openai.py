@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Union
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from ffr.teacher.service import serve_in_thread
 
@@ -29,7 +29,9 @@ class Reply:
 
     tool_calls: [(name, arguments)] where arguments is a dict (sent as a JSON string, the
     OpenAI shape), a str (sent verbatim, e.g. malformed JSON), or ``("object", dict)`` to
-    send a JSON object (the GLM API's shape).
+    send a JSON object (the GLM API's shape). `filler` > 0 appends that many "x" to the
+    content, streamed in chunks without a Content-Length (never built in memory here).
+    `usage` values are sent as given, junk included (e.g. ``("many", None)``).
     """
 
     content: Optional[str] = None
@@ -38,8 +40,9 @@ class Reply:
     status: int = 200
     body: Optional[str] = None
     delay_s: float = 0.0
-    usage: tuple[int, int] = (100, 20)
+    usage: tuple = (100, 20)
     finish_reason: Optional[str] = None
+    filler: int = 0
 
 
 def tool_call(name: str, **arguments: Any) -> tuple[str, dict]:
@@ -72,12 +75,13 @@ class ScriptedServer:
             message["tool_calls"] = [_tool_call_json(k, name, args) for k, (name, args) in enumerate(reply.tool_calls)]
         finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
         prompt_tokens, completion_tokens = reply.usage
+        counts = all(isinstance(n, int) for n in reply.usage)
         return {
             "id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
             "model": self.model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+                      "total_tokens": prompt_tokens + completion_tokens if counts else None},
         }
 
 
@@ -89,6 +93,17 @@ def _tool_call_json(k: int, name: str, args: Any) -> dict:
     else:
         arguments = json.dumps(args)
     return {"id": f"call_{k}", "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+async def _filled(completion: dict, filler: int, chunk: int = 1 << 16):
+    """The completion's JSON with `filler` bytes of "x" appended to its content, chunk by chunk."""
+    completion["choices"][0]["message"]["content"] = (completion["choices"][0]["message"]["content"] or "") + "\0"
+    head, tail = json.dumps(completion).split("\\u0000", 1)
+    yield head.encode()
+    block = b"x" * chunk
+    for start in range(0, filler, chunk):
+        yield block[:min(chunk, filler - start)]
+    yield tail.encode()
 
 
 def build_app(server: ScriptedServer) -> FastAPI:
@@ -109,6 +124,8 @@ def build_app(server: ScriptedServer) -> FastAPI:
             return PlainTextResponse(reply.body or "scripted failure", status_code=reply.status)
         if reply.body is not None:
             return PlainTextResponse(reply.body, media_type="application/json")
+        if reply.filler:
+            return StreamingResponse(_filled(server.completion(reply), reply.filler), media_type="application/json")
         return JSONResponse(server.completion(reply))
 
     return app

@@ -49,6 +49,7 @@ from typing import Iterator, Optional
 
 from tqdm import tqdm
 
+from ffr.redact import redact, register_secret
 from ffr.rollouts import build_request_item, gold_answer
 from ffr.teacher.client import TeacherClient
 from ffr.teacher.schema import PatchRequestItem, PatchResult
@@ -177,7 +178,7 @@ def log_line(item: PatchRequestItem, result: PatchResult, record: dict, rollout:
         "gold_answer": gold_answer(record), "video_path": item.video_path, "timestamps": item.timestamps,
         "student_response": item.student_response, "student_answer": extract_answer(item.student_response),
         "status": "refused" if too_large(result) else result.status,
-        "error_type": result.error_type, "detail": result.detail,
+        "error_type": result.error_type, "detail": redact(result.detail),
         "patch": result.patch.model_dump(mode="json") if result.patch is not None else None,
         "patched_answer": None, "first_reward": rollout.reward, "patched_reward": None, "chosen_patched": False,
         "outcome": "mined" if result.status == "ok" else "no_patch",
@@ -303,6 +304,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if api_key is None:
             print(f"error: api key file {args.api_key_file} is empty", file=sys.stderr)
             return 2
+    register_secret(api_key)  # masked in every detail written and every log line
     # A batch's deadline covers every retry of its calls. No circuit breaker: offline, each batch
     # may as well try; items that fail come back as errors and are retried by the next run.
     client = TeacherClient(args.teacher_url, api_key=api_key, timeout_s=args.timeout_s,

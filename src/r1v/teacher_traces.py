@@ -35,6 +35,7 @@ import openai
 from PIL import Image
 from tqdm import tqdm
 
+from ffr.redact import redact, register_secret
 from r1v.answers import extract_answer_strict
 from r1v.data import json_records, read_records
 from r1v.prompts import build_prompt_text
@@ -257,6 +258,7 @@ def run(args) -> Summary:
     todo = pending[: args.limit]
     summary = Summary(skipped_done=len(records) - len(pending))
     api_key = read_api_key(args.api_key_file) if args.api_key_file else "EMPTY"
+    register_secret(api_key)  # an endpoint may echo it in an error: masked in the attempts log and warnings
     client = openai.OpenAI(base_url=args.base_url, api_key=api_key, timeout=args.timeout_s,
                            max_retries=args.max_retries)
     vision = VisionConfig(max_frames=args.frames, min_frames=min(4, args.frames),
@@ -274,7 +276,7 @@ def run(args) -> Summary:
                 fout.write(json.dumps(o.record, ensure_ascii=False) + "\n")
                 fout.flush()
             flog.write(json.dumps({"problem_id": o.problem_id, "status": o.status, "prompt_tokens": o.prompt_tokens,
-                                   "completion_tokens": o.completion_tokens, "detail": o.detail}) + "\n")
+                                   "completion_tokens": o.completion_tokens, "detail": redact(o.detail)}) + "\n")
             flog.flush()
             if o.status in FAILURES:
                 logger.warning("problem_id=%r: %s (%s)", o.problem_id, o.status, o.detail)

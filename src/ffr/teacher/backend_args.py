@@ -5,7 +5,8 @@ Kept apart from `ffr.teacher.service` so the service module stays about HTTP. Fl
 match the training run's (`--fps`, `--max_frames`, `--video_max_pixels` of `r1v.grpo`), so
 that frame indices in a patch mean the frames the student saw. Keys are read from files,
 never from the command line: ``--teacher-api-key-file`` is the upstream endpoint's key
-(``--api-key-file`` stays the service's own bearer key).
+(``--api-key-file`` stays the service's own bearer key); every key read is registered with
+`ffr.redact` at once.
 """
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ import argparse
 import json
 from typing import Optional
 
+from ffr.redact import register_secret
 from ffr.teacher.backends import BACKENDS, TeacherBackend
 from ffr.teacher.openai_backend import JSON_MODES, PROTOCOLS, OpenAITeacher, OpenAITeacherConfig
+from ffr.teacher.tools import DEFAULT_FRAME_CACHE_BYTES, configure_frame_cache
+from ffr.teacher.upstream import DEFAULT_MAX_REPLY_BYTES
 from r1v.vision import VisionConfig
 
 #: every backend the service CLI can build: the model-free ones of `BACKENDS` plus ``openai``
@@ -55,12 +59,17 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--request-timeout-s", type=float, default=120.0, help="SDK timeout of one model call")
     g.add_argument("--sdk-max-retries", type=int, default=2, help="SDK retries of a failed model call")
     g.add_argument("--max-model-concurrency", type=int, default=32, help="model calls in flight at once")
+    g.add_argument("--max-reply-bytes", type=int, default=DEFAULT_MAX_REPLY_BYTES,
+                   help="bytes read of one upstream reply; a longer one ends the item as reply_too_large "
+                        "and is never sent back upstream")
     f = p.add_argument_group("frame policy (must match training)")
     f.add_argument("--fps", type=float, default=2.0)
     f.add_argument("--min-frames", type=int, default=4)
     f.add_argument("--max-frames", type=int, default=16)
     f.add_argument("--video-max-pixels", type=int, default=128 * 28 * 28)
     f.add_argument("--patch-factor", type=int, default=28, help="28 for Qwen2.5-VL students, 32 for Qwen3-VL")
+    f.add_argument("--frame-cache-mb", type=float, default=DEFAULT_FRAME_CACHE_BYTES / 2**20,
+                   help="decoded student frames kept across the items of one video, in MiB of pixels (0: off)")
     j = p.add_argument_group("leak checks")
     j.add_argument("--regenerate-leaks", type=int, default=1,
                    help="times a leaky patch is sent back to the teacher with the offending span quoted")
@@ -82,11 +91,15 @@ def read_key(path: Optional[str]) -> Optional[str]:
         raise SystemExit(f"cannot read key file {path!r}: {exc}") from exc
     if not key:
         raise SystemExit(f"key file {path!r} is empty")
+    register_secret(key)
     return key
 
 
 def build_backend(args: argparse.Namespace) -> TeacherBackend:
     """The backend named by ``--backend``; SystemExit with the missing flag for ``openai``."""
+    if args.frame_cache_mb < 0:
+        raise SystemExit(f"--frame-cache-mb must be >= 0, got {args.frame_cache_mb}")
+    configure_frame_cache(int(args.frame_cache_mb * 2**20))
     if args.backend != OpenAITeacher.name:
         return BACKENDS[args.backend]()
     missing = [flag for flag, value in (("--base-url", args.base_url), ("--model", args.model)) if not value]
@@ -101,7 +114,8 @@ def build_backend(args: argparse.Namespace) -> TeacherBackend:
             protocol=args.protocol, json_mode=args.json_mode, coords=args.box_coords, max_turns=args.max_turns,
             max_images=args.max_images, max_tokens=args.max_tokens, temperature=args.temperature,
             top_p=args.top_p, extra_body=args.extra_body, request_timeout_s=args.request_timeout_s,
-            sdk_max_retries=args.sdk_max_retries, max_concurrency=args.max_model_concurrency, vision=vision)
+            sdk_max_retries=args.sdk_max_retries, max_concurrency=args.max_model_concurrency,
+            max_reply_bytes=args.max_reply_bytes, vision=vision)
     except ValueError as exc:
         raise SystemExit(f"openai backend: {exc}") from exc
     return OpenAITeacher(config)
@@ -119,5 +133,8 @@ def build_judge(args: argparse.Namespace):
     if not base_url:
         raise SystemExit("--judge-model needs --judge-base-url (or --base-url)")
     key = read_key(args.judge_api_key_file or args.teacher_api_key_file)
-    client = openai.AsyncOpenAI(base_url=base_url, api_key=key or "EMPTY", timeout=60.0, max_retries=2)
+    from ffr.teacher.upstream import capped_http_client
+
+    client = openai.AsyncOpenAI(base_url=base_url, api_key=key or "EMPTY", timeout=60.0, max_retries=2,
+                                http_client=capped_http_client(args.max_reply_bytes))
     return BlindJudge(client, args.judge_model, samples=args.judge_samples, extra_body=args.judge_extra_body)

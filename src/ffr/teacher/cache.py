@@ -11,7 +11,11 @@ one JSON line ``{"key": ..., "namespace": ..., "result": {...}}`` and the file i
 back at start, so a restarted service answers from it. `namespace` names who made the
 results (the service uses the backend's ``cache_namespace``, e.g. teacher model and
 prompt version): entries of another namespace are not loaded, so a service restarted
-with another teacher never serves the old teacher's patches. A torn last line (a process killed mid-write) is
+with another teacher never serves the old teacher's patches. `get` / `put` may name another
+`namespace` than the one given at construction (a backend whose namespace changes while it
+runs, e.g. the ``openai`` backend after falling back to text actions): entries are kept per
+namespace, so a result made one way never answers for the other; only entries of the
+construction namespace are read back from the file. A torn last line (a process killed mid-write) is
 dropped with a warning and cut off the file before the next append; a malformed line
 anywhere else is corruption and raises ValueError naming ``path:line``. The file keeps
 every entry ever stored; only the newest `capacity` of them are held in memory.
@@ -41,28 +45,32 @@ class ResultCache:
         self.capacity = capacity
         self.path = Path(path) if path is not None else None
         self.namespace = namespace
-        self._data: OrderedDict[str, PatchResult] = OrderedDict()
+        self._data: OrderedDict[tuple[str, str], PatchResult] = OrderedDict()
         self._lock = threading.Lock()
         self.loaded = 0  # entries read back from `path` at start
         self.foreign = 0  # entries of `path` left out: another namespace
         if self.path is not None:
             self._load()
 
-    def get(self, key: str) -> PatchResult | None:
+    def get(self, key: str, namespace: str | None = None) -> PatchResult | None:
+        """The result stored for `key` in `namespace` (default: the cache's own), else None."""
+        full = (self.namespace if namespace is None else namespace, key)
         with self._lock:
-            hit = self._data.get(key)
+            hit = self._data.get(full)
             if hit is not None:
-                self._data.move_to_end(key)
+                self._data.move_to_end(full)
             return hit
 
-    def put(self, key: str, result: PatchResult) -> None:
+    def put(self, key: str, result: PatchResult, namespace: str | None = None) -> None:
+        """Store an ok `result` for `key` in `namespace` (default: the cache's own); others are ignored."""
         if self.capacity == 0 or result.status != "ok":
             return
+        ns = self.namespace if namespace is None else namespace
         with self._lock:
-            known = self._data.get(key) == result
-            self._remember(key, result)
+            known = self._data.get((ns, key)) == result
+            self._remember((ns, key), result)
             if self.path is not None and not known:
-                line = json.dumps({"key": key, "namespace": self.namespace, "result": result.model_dump(mode="json")},
+                line = json.dumps({"key": key, "namespace": ns, "result": result.model_dump(mode="json")},
                                   ensure_ascii=False)
                 self._append((line + "\n").encode("utf-8"))
 
@@ -70,7 +78,7 @@ class ResultCache:
         return len(self._data)
 
     # --------------------------------------------------------------- internals
-    def _remember(self, key: str, result: PatchResult) -> None:
+    def _remember(self, key: tuple[str, str], result: PatchResult) -> None:
         self._data[key] = result
         self._data.move_to_end(key)
         while len(self._data) > self.capacity:
@@ -107,7 +115,7 @@ class ResultCache:
                 self.foreign += 1
                 continue
             if self.capacity:
-                self._remember(key, result)
+                self._remember((self.namespace, key), result)
             self.loaded += 1
         logger.info("%s: %d cached results loaded (%d kept in memory), %d of other namespaces left out",
                     self.path, self.loaded, len(self._data), self.foreign)

@@ -42,6 +42,7 @@ from typing import NamedTuple
 import requests
 from pydantic import ValidationError
 
+from ffr.redact import register_secret
 from ffr.teacher.cache import ResultCache
 from ffr.teacher.schema import STATUSES, PatchRequestItem, PatchResponse, PatchResult, failure, percentile
 
@@ -204,6 +205,7 @@ class TeacherClient:
         self.breaker = CircuitBreaker(breaker_failures, breaker_cooldown_s)
         self.metrics = _Metrics()
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        register_secret(api_key)  # a detail or log line that echoes it is masked (ffr.redact)
         self._cache = ResultCache(cache_size) if cache else None
         self._local = threading.local()
         self._sessions: list[requests.Session] = []

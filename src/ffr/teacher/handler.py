@@ -1,10 +1,14 @@
 """The per-item pipeline of the teacher service and its statistics.
 
 `PatchHandler.handle` turns one raw request item into a `PatchResult`, never raising for
-item-level faults: validate -> confine the path -> cache (namespaced by the backend's
-`cache_namespace`) -> backend proposal (timed) -> leak review (`guard.LeakGuard`: gates, optional
-blind judge, one regeneration) -> result with the backend's cost fields. `ServiceStats`
-holds the counters behind ``GET /stats``.
+item-level faults: validate -> bound the frame count (``too_many_frames``) -> confine the path
+-> cache (namespaced by the backend's `cache_namespace`, read at each lookup and store, since
+it can change while the service runs) -> backend proposal (timed) -> leak review
+(`guard.LeakGuard`: gates, optional blind judge, one regeneration) -> result with the backend's
+cost fields. Every result's ``detail`` passes `ffr.redact.redact` (`_redacted`) in `handle`,
+the one exit of the pipeline, and before the cache stores it, so no configured secret reaches
+a client, a patch log or the cache file.
+`ServiceStats` holds the counters behind ``GET /stats``.
 """
 from __future__ import annotations
 
@@ -18,12 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pydantic import ValidationError
 
+from ffr.redact import redact
 from ffr.teacher.backends import Proposal, TeacherBackend
 from ffr.teacher.cache import ResultCache
 from ffr.teacher.guard import LeakGuard
 from ffr.teacher.schema import STATUSES, PatchRequestItem, PatchResult, failure, percentile
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_TIMESTAMPS = 400  # frame times per item; a training policy samples tens
 
 
 class PathRejected(ValueError):
@@ -135,8 +142,12 @@ class PatchHandler:
     """
 
     def __init__(self, backend: TeacherBackend, root: str, cache_size: int, max_workers: int,
-                 stats: ServiceStats, guard: LeakGuard | None = None):
+                 stats: ServiceStats, guard: LeakGuard | None = None,
+                 max_timestamps: int = DEFAULT_MAX_TIMESTAMPS):
+        if max_timestamps < 1:
+            raise ValueError(f"max_timestamps must be >= 1, got {max_timestamps}")
         self.backend = backend
+        self.max_timestamps = max_timestamps
         self.guard = guard or LeakGuard(backend)
         self.root = root
         self.cache = ResultCache(cache_size)
@@ -150,6 +161,7 @@ class PatchHandler:
         """Outcome for the `index`-th raw item; never raises for item-level faults."""
         started = time.monotonic()
         result, cached = await self._outcome(index, raw, deadline, started)
+        result = _redacted(result)
         self.stats.record_item(result, cached=cached)
         return result
 
@@ -160,21 +172,29 @@ class PatchHandler:
             item = PatchRequestItem.model_validate(raw)
         except ValidationError as exc:
             return failure(sid, "error", "invalid_item", _short(exc)), False
+        if len(item.timestamps) > self.max_timestamps:  # each one is a decoded frame held in memory
+            return failure(sid, "error", "too_many_frames",
+                           f"{len(item.timestamps)} timestamps exceed the limit of {self.max_timestamps} "
+                           "frames per item (--max-timestamps)"), False
         try:
             real_path = confine_path(item.video_path, self.root)
         except PathRejected as exc:
             return failure(sid, "error", exc.kind, str(exc)), False
         key = item.content_key()
-        hit = self.cache.get(key)
+        hit = self.cache.get(key, self._namespace())
         if hit is not None:
             return hit.model_copy(update={"sample_id": sid, "latency_s": 0.0}), True
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return failure(sid, "timeout", "item_timeout", "request deadline already passed"), False
-        result = await self._propose(item.model_copy(update={"video_path": real_path}), remaining, started)
-        if result.status == "ok":
-            self.cache.put(key, result)
+        result = _redacted(await self._propose(item.model_copy(update={"video_path": real_path}), remaining,
+                                               started))  # before the cache file sees it
+        if result.status == "ok":  # the namespace after the proposal: the protocol that made it
+            self.cache.put(key, result, self._namespace())
         return result, False
+
+    def _namespace(self) -> str:
+        return getattr(self.backend, "cache_namespace", None) or self.backend.name
 
     async def _propose(self, item: PatchRequestItem, timeout_s: float, started: float) -> PatchResult:
         """Backend proposal and leak review under one per-item timeout."""
@@ -234,6 +254,14 @@ class PatchHandler:
             return await self.backend.propose(item)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.backend.propose, item)
+
+
+def _redacted(result: PatchResult) -> PatchResult:
+    """`result` with configured secrets masked in its detail (`ffr.redact`)."""
+    if not result.detail:
+        return result
+    clean = redact(result.detail)
+    return result if clean == result.detail else result.model_copy(update={"detail": clean})
 
 
 def _raw_sample_id(raw: object, index: int) -> str:

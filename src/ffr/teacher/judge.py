@@ -37,7 +37,9 @@ import openai
 
 from ffr.leakage import parse_options
 from ffr.patch import EvidencePatch, render_evidence_block
+from ffr.redact import register_secret
 from ffr.teacher.schema import PatchRequestItem
+from ffr.teacher.upstream import usage_count
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +127,7 @@ class BlindJudge:
                              f"{max_tokens}, {temperature}")
         if not model:
             raise ValueError("model: the judge needs a model name")
+        register_secret(getattr(client, "api_key", None))  # the judge's key: masked in every detail and log
         self.client, self.model, self.samples = client, model, samples
         self.max_tokens, self.temperature, self.extra_body = max_tokens, temperature, extra_body
 
@@ -173,7 +176,8 @@ class BlindJudge:
             model=self.model, messages=messages, max_tokens=self.max_tokens, temperature=self.temperature,
             extra_body=self.extra_body)
         usage = resp.usage
-        tokens = (usage.prompt_tokens or 0, usage.completion_tokens or 0) if usage else (0, 0)
+        tokens = (usage_count(getattr(usage, "prompt_tokens", None), "prompt_tokens"),
+                  usage_count(getattr(usage, "completion_tokens", None), "completion_tokens"))
         content = resp.choices[0].message.content if resp.choices else None
         letter = parse_letter(content, letters)
         if letter is None:

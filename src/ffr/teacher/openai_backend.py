@@ -9,16 +9,24 @@ SDK's async client, whose own retries and timeouts apply.
 
 Protocols: ``tools`` sends native `tools` and reads `tool_calls`; ``text`` describes an
 ``ACTION: {...}`` line instead (GLM-4.5V's public API has no tool calling); ``auto`` starts
-with native tools and falls back to text for good when the server refuses a request that
-carries them. In either protocol a text action in the content is honoured. Tool images go
-back in a *user* message (tool messages are text-only on OpenAI and vLLM). A bad call gets an
-"Execution error: ..." text and still counts against the budget.
+with native tools and falls back to text for good only when the server refuses a request
+with a 400/422 that names ``tools`` (`upstream.refusal_names`); any other 400 is that item's
+``api_http_400`` and changes nothing for the other items. The protocol in use is part of
+`cache_namespace`, so patches made with text actions never answer for native tools. In
+either protocol a text action in the content is honoured. Tool images go back in a *user*
+message (tool messages are text-only on OpenAI and vLLM). A bad call gets an "Execution
+error: ..." text and still counts against the budget.
 
 Final reply: validated as a patch; an empty, reasoning-only or invalid final reply is
 re-asked once (with `response_format` json_schema/json_object where enabled), then becomes
 the item's ``error`` with a named `error_type` (empty_reply, reasoning_only, no_json,
 invalid_patch). Endpoint faults become api_timeout, api_connection, api_auth,
-api_rate_limit or api_http_<code>. `revise` continues the same conversation after a leak.
+api_rate_limit, api_http_<code>, reply_too_large (a reply body over ``max_reply_bytes``: the
+item ends, the reply is never read whole nor sent back) or upstream_bad_reply (a 200 whose
+body is not a chat completion). Details are redacted (`ffr.redact`): the configured key is
+registered at construction and never appears in a detail or log line. Replies are parsed in
+a worker thread, in linear time (`replies`), so a pathological reply never stalls the
+service's event loop. `revise` continues the same conversation after a leak.
 """
 from __future__ import annotations
 
@@ -33,12 +41,16 @@ import openai
 
 from ffr.leakage import patch_text_fields
 from ffr.patch import EvidencePatch
+from ffr.redact import register_secret
 from ffr.teacher import prompts
 from ffr.teacher.backends import Proposal, TeacherBackend, Usage
 from ffr.teacher.replies import (ReplyError, message_parts, native_tool_calls, parse_patch, parse_text_action,
                                  strip_markup)
 from ffr.teacher.schema import PatchRequestItem
 from ffr.teacher.tools import ToolError, VideoToolbox, image_data_url
+# api_error_type is re-exported: callers name endpoint faults through this module.
+from ffr.teacher.upstream import (DEFAULT_MAX_REPLY_BYTES, api_error_type, capped_http_client,  # noqa: F401
+                                  fault_detail, refusal_names, usage_count)
 from r1v.vision import VisionConfig
 
 logger = logging.getLogger(__name__)
@@ -66,6 +78,7 @@ class OpenAITeacherConfig:
     request_timeout_s: float = 120.0
     sdk_max_retries: int = 2
     max_concurrency: int = 32
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
     vision: VisionConfig = field(default_factory=VisionConfig)
 
     def __post_init__(self) -> None:
@@ -75,10 +88,11 @@ class OpenAITeacherConfig:
             raise ValueError(f"json_mode must be one of {JSON_MODES}, got {self.json_mode!r}")
         if self.coords not in ("relative", "norm1000"):
             raise ValueError(f"coords must be 'relative' or 'norm1000', got {self.coords!r}")
-        if self.max_turns < 1 or self.max_images < 1 or self.max_tokens < 1 or self.max_concurrency < 1:
-            raise ValueError("max_turns, max_images, max_tokens and max_concurrency must be >= 1")
+        if min(self.max_turns, self.max_images, self.max_tokens, self.max_concurrency, self.max_reply_bytes) < 1:
+            raise ValueError("max_turns, max_images, max_tokens, max_concurrency and max_reply_bytes must be >= 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.request_timeout_s <= 0:
             raise ValueError("need temperature >= 0, 0 < top_p <= 1 and request_timeout_s > 0")
+        register_secret(self.api_key)  # from here on it is masked in every detail and log line
 
 
 @dataclass
@@ -114,7 +128,7 @@ class OpenAITeacher(TeacherBackend):
     @property
     def cache_namespace(self) -> str:
         c = self.config
-        blob = "|".join(map(str, (c.model, prompts.PROMPT_VERSION, c.protocol, c.coords, c.max_turns, c.max_images,
+        blob = "|".join(map(str, (c.model, prompts.PROMPT_VERSION, self.protocol, c.coords, c.max_turns, c.max_images,
                                   c.max_tokens, c.temperature, c.top_p, sorted((c.extra_body or {}).items()),
                                   prompts.schema_fingerprint(c.coords))))
         return f"openai:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
@@ -125,7 +139,8 @@ class OpenAITeacher(TeacherBackend):
         if self._client is None:
             c = self.config
             self._client = openai.AsyncOpenAI(base_url=c.base_url, api_key=c.api_key or "EMPTY",
-                                              timeout=c.request_timeout_s, max_retries=c.sdk_max_retries)
+                                              timeout=c.request_timeout_s, max_retries=c.sdk_max_retries,
+                                              http_client=capped_http_client(c.max_reply_bytes))
             self._semaphore = asyncio.Semaphore(c.max_concurrency)
         return self._client
 
@@ -193,7 +208,7 @@ class OpenAITeacher(TeacherBackend):
                 return reply
             calls = native_tool_calls(reply)
             content, reasoning = message_parts(reply)
-            action = None if calls else parse_text_action(content)
+            action = None if calls else await asyncio.to_thread(parse_text_action, content)
             if not calls and action is None:
                 return await self._settle(conv, content, reasoning)
             conv.messages.append(_assistant(content, calls))
@@ -216,13 +231,7 @@ class OpenAITeacher(TeacherBackend):
         """Parse a final reply; re-ask once on failure, then name the error."""
         conv.messages.append({"role": "assistant", "content": content})
         try:
-            if not strip_markup(content) and reasoning:
-                try:  # some reasoning parsers leave the answer inside the reasoning
-                    patch = parse_patch(reasoning, self.config.coords, conv.n_frames)
-                except ReplyError as exc:
-                    raise ReplyError("reasoning_only", "the reply holds reasoning but no content") from exc
-            else:
-                patch = parse_patch(content, self.config.coords, conv.n_frames)
+            patch = await asyncio.to_thread(_final_patch, content, reasoning, self.config.coords, conv.n_frames)
         except ReplyError as exc:
             if reasked:
                 return self._proposal(conv, None, error_type=exc.kind, detail=str(exc))
@@ -283,24 +292,36 @@ class OpenAITeacher(TeacherBackend):
             async with self._semaphore:
                 resp = await client.chat.completions.create(**kwargs)
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-            if native and self.config.protocol == "auto":
-                logger.warning("endpoint refused native tools (%s); switching to the text protocol", exc)
+            # Only a refusal of the feature itself changes the protocol (for every item, for good);
+            # any other 400 (one item's context too long) is that item's error.
+            if native and self.config.protocol == "auto" and refusal_names(exc, "tools"):
+                logger.warning("endpoint refused native tools (%s); switching to the text protocol",
+                               fault_detail(exc))
                 self.protocol = "text"
                 raise _Fallback() from exc
-            if response_format and self.json_mode == "auto":
-                logger.warning("endpoint refused response_format (%s); asking for JSON in text only", exc)
+            if response_format and self.json_mode == "auto" and refusal_names(exc, "response_format"):
+                logger.warning("endpoint refused response_format (%s); asking for JSON in text only",
+                               fault_detail(exc))
                 self.json_mode = "off"
                 return await self._chat(conv, tools, ask_json)
-            return self._proposal(conv, None, error_type=f"api_http_{exc.status_code}", detail=str(exc)[:300])
+            return self._proposal(conv, None, error_type=f"api_http_{exc.status_code}", detail=fault_detail(exc))
         except openai.OpenAIError as exc:
-            return self._proposal(conv, None, error_type=api_error_type(exc), detail=str(exc)[:300])
+            return self._proposal(conv, None, error_type=api_error_type(exc), detail=fault_detail(exc))
+        except ValueError as exc:  # a 200 whose body is not JSON: the SDK's decoder error, unwrapped
+            return self._proposal(conv, None, error_type="upstream_bad_reply", detail=fault_detail(exc))
+        choices = getattr(resp, "choices", None)
+        if not isinstance(choices, list):  # a 200 with a body that is not a chat completion
+            return self._proposal(conv, None, error_type="upstream_bad_reply",
+                                  detail=f"the endpoint answered a {type(resp).__name__}, not a chat completion")
         conv.turns += 1
         usage = getattr(resp, "usage", None)
-        conv.usage = conv.usage + Usage(model_calls=1, tokens_in=getattr(usage, "prompt_tokens", 0) or 0,
-                                        tokens_out=getattr(usage, "completion_tokens", 0) or 0)
-        if not resp.choices:
+        conv.usage = conv.usage + Usage(model_calls=1,
+                                        tokens_in=usage_count(getattr(usage, "prompt_tokens", None), "prompt_tokens"),
+                                        tokens_out=usage_count(getattr(usage, "completion_tokens", None),
+                                                               "completion_tokens"))
+        if not choices:
             return self._proposal(conv, None, error_type="empty_reply", detail="the endpoint returned no choices")
-        return resp.choices[0].message
+        return choices[0].message
 
     def _response_format(self, wanted: bool) -> Optional[dict]:
         mode = self.json_mode
@@ -317,21 +338,14 @@ class OpenAITeacher(TeacherBackend):
                         state=conv)
 
 
-def api_error_type(exc: openai.OpenAIError) -> str:
-    """error_type of an endpoint fault (after the SDK's own retries)."""
-    if isinstance(exc, openai.APITimeoutError):
-        return "api_timeout"
-    if isinstance(exc, openai.APIConnectionError):
-        return "api_connection"
-    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
-        return "api_auth"
-    if isinstance(exc, openai.RateLimitError):
-        return "api_rate_limit"
-    if isinstance(exc, openai.APIStatusError):
-        return f"api_http_{exc.status_code}"
-    if isinstance(exc, openai.APIResponseValidationError):
-        return "api_bad_response"
-    return "api_error"
+def _final_patch(content: str, reasoning: str, coords: str, n_frames: int) -> EvidencePatch:
+    """The patch of a final reply (content, else the reasoning some parsers leave it in); ReplyError if none."""
+    if not strip_markup(content) and reasoning:
+        try:
+            return parse_patch(reasoning, coords, n_frames)
+        except ReplyError as exc:
+            raise ReplyError("reasoning_only", "the reply holds reasoning but no content") from exc
+    return parse_patch(content, coords, n_frames)
 
 
 def offending_text(patch: EvidencePatch, reason: str) -> str:

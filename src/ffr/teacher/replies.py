@@ -13,6 +13,13 @@ about content:
   ``bbox``/``bbox_2d`` keys, 0-1000 boxes converted to relative coordinates).
 A reply that yields no valid patch raises `ReplyError` whose `kind` becomes the item's
 ``error_type`` after the one re-ask.
+
+Cost contract: every function here runs in time linear in the reply's length (no regex that
+rescans the rest of the text from each tag, as ``<think>.*?</think>`` does on a reply of
+40,000 unclosed ``<think>`` tags), and `parse_patch` tries at most `MAX_JSON_STARTS` ``{``
+positions and keeps at most `MAX_CANDIDATES` objects, so a reply of millions of ``{}`` costs
+neither minutes nor gigabytes. Callers still run them off the event loop (see
+``openai_backend``), since a linear pass over a megabyte is milliseconds, not microseconds.
 """
 from __future__ import annotations
 
@@ -24,13 +31,15 @@ from pydantic import ValidationError
 
 from ffr.patch import EvidencePatch, check_patch_frames
 
-_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-_OPEN_THINK = re.compile(r"^.*?</think>", re.DOTALL | re.IGNORECASE)  # "<think>" eaten by the template
+_THINK_TAG = re.compile(r"<(/?)think>", re.IGNORECASE)
+_CLOSE_THINK = re.compile(r"</think>", re.IGNORECASE)
+_VALUE_OPEN = re.compile(r"\s*<arg_value>")
 _BOX_TAGS = re.compile(r"<\|(?:begin|end)_of_box\|>")
 _FENCE = re.compile(r"```(?:json)?", re.IGNORECASE)
 _ACTION = re.compile(r"ACTION\s*:\s*", re.IGNORECASE)
-_TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
-_GLM_ARG = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)</arg_value>", re.DOTALL)
+_TOOL_NAME = re.compile(r"[A-Za-z_]\w*")
+MAX_JSON_STARTS = 4096  # '{' positions tried per text: a patch is among the first few objects
+MAX_CANDIDATES = 64  # non-empty objects kept per text
 
 
 class ReplyError(ValueError):
@@ -41,13 +50,32 @@ class ReplyError(ValueError):
         self.kind = kind
 
 
+def _drop_thinking(text: str) -> str:
+    """`text` without ``<think> ... </think>`` spans, in one pass over the tags.
+
+    Same result as removing each leftmost ``<think>.*?</think>`` and then everything up to a
+    remaining ``</think>`` (a template that ate the opening tag), without the regex's
+    quadratic rescans: an unclosed ``<think>`` keeps the rest of the text.
+    """
+    kept, pos, open_at = [], 0, None
+    for m in _THINK_TAG.finditer(text):
+        if not m.group(1):
+            if open_at is None:
+                open_at = m.start()
+        elif open_at is not None:
+            kept += [text[pos:open_at], " "]
+            pos, open_at = m.end(), None
+    kept.append(text[pos:])
+    out = "".join(kept)
+    stray = _CLOSE_THINK.search(out)  # left only where no <think> opened it: the template ate that tag
+    return " " + out[stray.end():] if stray is not None else out
+
+
 def strip_markup(text: Optional[str]) -> str:
-    """Text without thinking, GLM box tags or code fences; '' for None."""
+    """Text without thinking, GLM box tags or code fences; '' for None. Linear in len(text)."""
     if not text:
         return ""
-    text = _THINK.sub(" ", text)
-    if "</think>" in text.lower():
-        text = _OPEN_THINK.sub(" ", text)
+    text = _drop_thinking(text)
     text = _BOX_TAGS.sub(" ", text)
     return _FENCE.sub(" ", text).strip()
 
@@ -61,15 +89,58 @@ def message_parts(message: Any) -> tuple[str, str]:
 
 
 def _json_objects(text: str) -> list[Any]:
-    """Every JSON value that starts at a '{' of `text` and decodes, in order."""
-    decoder, found = json.JSONDecoder(), []
-    for m in re.finditer(r"\{", text):
+    """Non-empty JSON values starting at a '{' of `text` that decode, in order (bounded, see above).
+
+    A '{' inside an object already decoded is not tried again, so nested objects are not
+    candidates of their own and "{}{}{}..." is one pass; empty objects are skipped (never a patch).
+    """
+    decoder, found, starts, pos = json.JSONDecoder(), [], 0, text.find("{")
+    while pos >= 0 and starts < MAX_JSON_STARTS and len(found) < MAX_CANDIDATES:
+        starts += 1
         try:
-            value, _ = decoder.raw_decode(text, m.start())
-        except ValueError:
+            value, end = decoder.raw_decode(text, pos)
+        except (ValueError, RecursionError):  # not JSON here, or nested past the decoder's stack
+            pos = text.find("{", pos + 1)
             continue
-        found.append(value)
+        if value != {}:
+            found.append(value)
+        pos = text.find("{", end)
     return found
+
+
+def _tool_call_blocks(text: str) -> list[str]:
+    """Bodies of ``<tool_call>`` blocks; an unclosed last block runs to the end of the text."""
+    blocks, pos = [], text.find("<tool_call>")
+    while pos >= 0 and len(blocks) < MAX_CANDIDATES:
+        start = pos + len("<tool_call>")
+        end = text.find("</tool_call>", start)
+        if end < 0:
+            blocks.append(text[start:])
+            break
+        blocks.append(text[start:end])
+        pos = text.find("<tool_call>", end)
+    return blocks
+
+
+def _glm_args(block: str) -> dict:
+    """GLM's ``<arg_key>k</arg_key><arg_value>v</arg_value>`` pairs, in one forward scan."""
+    args, pos = {}, 0
+    while len(args) < MAX_CANDIDATES:
+        k0 = block.find("<arg_key>", pos)
+        k1 = block.find("</arg_key>", k0) if k0 >= 0 else -1
+        if k1 < 0:
+            break
+        opened = _VALUE_OPEN.match(block, k1 + len("</arg_key>"))
+        if opened is None:
+            pos = k1
+            continue
+        v1 = block.find("</arg_value>", opened.end())
+        if v1 < 0:
+            break
+        key = block[k0 + len("<arg_key>"):k1].strip()
+        args[key] = _coerce_args(block[opened.end():v1].strip())
+        pos = v1
+    return args
 
 
 def _coerce_args(raw: Any) -> Any:
@@ -94,13 +165,13 @@ def parse_text_action(text: str) -> Optional[tuple[str, Any]]:
             if isinstance(name, str):
                 return name, _coerce_args(obj.get("arguments", obj.get("args", {})))
         return "<malformed action>", clean[m.end():m.end() + 200]
-    for block in _TOOL_CALL.findall(text or ""):
+    for block in _tool_call_blocks(text or ""):
         objs = _json_objects(block)
         if objs and isinstance(objs[0], dict) and isinstance(objs[0].get("name"), str):
             return objs[0]["name"], _coerce_args(objs[0].get("arguments", {}))
-        name = block.split("<arg_key>")[0].strip()
-        if name and re.fullmatch(r"[A-Za-z_][\w]*", name):
-            return name, {k.strip(): _coerce_args(v.strip()) for k, v in _GLM_ARG.findall(block)}
+        name = block.split("<arg_key>", 1)[0].strip()
+        if name and _TOOL_NAME.fullmatch(name):
+            return name, _glm_args(block)
     return None
 
 

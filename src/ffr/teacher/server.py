@@ -162,3 +162,7 @@ def json_too_deep(value: object, limit: int = MAX_JSON_DEPTH) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children)
     return False
+
+
+if __name__ == "__main__":  # a library module: running it must not look like a service that started
+    raise SystemExit("ffr.teacher.server is not an entry point; run: python -m ffr.teacher.service --help")

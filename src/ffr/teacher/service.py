@@ -1,6 +1,7 @@
 """Teacher HTTP service: FastAPI app around a `TeacherBackend`.
 
-Endpoints (all but /health need ``Authorization: Bearer <key>`` when a key is set):
+Endpoints (all but /health need ``Authorization: Bearer <key>`` when a key is set; there is
+no /docs, /redoc or /openapi.json, which would describe the service to anyone unauthenticated):
 - ``GET /health``: the process is alive.
 - ``GET /ready``: ``backend.ready()``; 503 when not ready.
 - ``GET /stats``: request and item counts by status, latency p50/p95, leak rate,
@@ -16,7 +17,10 @@ list or nested too deeply, 408 body not received within the read timeout).
 Connections are bounded (``ffr.teacher.server``): idle keep-alive, a request
 head read timeout, and a cap on open connections.
 
-CLI: ``python -m ffr.teacher.service --backend annotation --allowed-root DIR``.
+CLI: ``python -m ffr.teacher.service --backend annotation --allowed-root DIR``. Binding an
+address other than loopback needs ``--api-key-file`` (or an explicit ``--insecure-no-key``).
+Every key the service reads is registered with `ffr.redact`, so its detail fields and log
+lines never carry one.
 """
 from __future__ import annotations
 
@@ -32,12 +36,14 @@ import time
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 
+from ffr.redact import register_secret
 from ffr.teacher.backend_args import BACKEND_NAMES, add_backend_args, build_backend, build_judge, read_key
 from ffr.teacher.backends import TeacherBackend
 from ffr.teacher.cache import ResultCache
 from ffr.teacher.guard import LeakGuard
 # confine_path / PathRejected are re-exported: callers and tests import them from the service.
-from ffr.teacher.handler import PatchHandler, PathRejected, ServiceStats, confine_path  # noqa: F401
+from ffr.teacher.handler import (DEFAULT_MAX_TIMESTAMPS, PatchHandler, PathRejected, ServiceStats,  # noqa: F401
+                                 confine_path)
 from ffr.teacher.schema import PatchResponse
 # serve_in_thread is re-exported: tests and the CPU demo run the service in-process from here.
 from ffr.teacher.server import (DEFAULT_KEEP_ALIVE_S, DEFAULT_MAX_CONNECTIONS,  # noqa: F401
@@ -49,6 +55,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_ITEMS = 256
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 DEFAULT_ITEM_TIMEOUT_S = 120.0
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 async def _read_limited(request: Request, max_bytes: int, timeout_s: float) -> bytes:
@@ -107,7 +114,8 @@ def create_app(backend: TeacherBackend, allowed_root: str, api_key: str | None =
                max_items: int = DEFAULT_MAX_ITEMS, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                item_timeout_s: float = DEFAULT_ITEM_TIMEOUT_S, *, cache_size: int = 4096,
                max_workers: int = 16, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
-               cache_file: str | None = None, judge=None, regenerate_leaks: int = 1) -> FastAPI:
+               cache_file: str | None = None, judge=None, regenerate_leaks: int = 1,
+               max_timestamps: int = DEFAULT_MAX_TIMESTAMPS) -> FastAPI:
     """Build the service app. `allowed_root` must be an existing directory.
 
     `item_timeout_s` bounds each item (a request's `deadline_s` can only
@@ -117,8 +125,11 @@ def create_app(backend: TeacherBackend, allowed_root: str, api_key: str | None =
     `cache_file` makes the cache persistent (`ResultCache`), namespaced by the
     backend's ``cache_namespace`` (default: its name). `judge` (a
     `ffr.teacher.judge.BlindJudge`) adds the blind test to the rule gates;
-    `regenerate_leaks` times a leaky patch goes back to the backend (`LeakGuard`).
+    `regenerate_leaks` times a leaky patch goes back to the backend (`LeakGuard`);
+    `max_timestamps` frame times per item (more: the item's ``too_many_frames`` error).
+    `api_key` is registered with `ffr.redact`.
     """
+    register_secret(api_key)
     root = os.path.realpath(allowed_root)
     if not os.path.isdir(root):
         raise ValueError(f"allowed_root {allowed_root!r} is not a directory")
@@ -126,7 +137,7 @@ def create_app(backend: TeacherBackend, allowed_root: str, api_key: str | None =
         raise ValueError("max_items, max_body_bytes, item_timeout_s and read_timeout_s must be positive")
     stats = ServiceStats(backend_name=backend.name)
     guard = LeakGuard(backend, judge=judge, regenerate=regenerate_leaks)
-    handler = PatchHandler(backend, root, cache_size, max_workers, stats, guard=guard)
+    handler = PatchHandler(backend, root, cache_size, max_workers, stats, guard=guard, max_timestamps=max_timestamps)
     if cache_file is not None:  # persistent cache: results survive restarts (ffr.mine fills it ahead)
         namespace = getattr(backend, "cache_namespace", None) or backend.name
         handler.cache = ResultCache(cache_size, path=cache_file, namespace=namespace)
@@ -136,7 +147,8 @@ def create_app(backend: TeacherBackend, allowed_root: str, api_key: str | None =
         yield
         handler.executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="FFR teacher", lifespan=lifespan)
+    # No generated docs: /docs, /redoc and /openapi.json would answer without the key.
+    app = FastAPI(title="FFR teacher", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.stats = stats
     app.state.read_timeout_s = read_timeout_s  # server_settings gives the request head the same bound
 
@@ -190,13 +202,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--backend", choices=BACKEND_NAMES, default="annotation",
                    help="annotation: patches from the data's evidence fields; openai: a tool-using VLM behind "
                         "an OpenAI-compatible endpoint (flags below)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="bind address (loopback by default; any other needs --api-key-file or --insecure-no-key)")
+    p.add_argument("--insecure-no-key", action="store_true",
+                   help="allow a non-loopback --host without --api-key-file: anyone who reaches it can use the "
+                        "teacher (and its upstream key's budget)")
     p.add_argument("--port", type=int, default=8399)
     p.add_argument("--allowed-root", required=True, help="only videos under this directory are served")
     p.add_argument("--api-key-file", default=None, help="file holding the bearer token clients must send")
     p.add_argument("--max-items", type=int, default=DEFAULT_MAX_ITEMS)
     p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     p.add_argument("--item-timeout-s", type=float, default=DEFAULT_ITEM_TIMEOUT_S)
+    p.add_argument("--max-timestamps", type=int, default=DEFAULT_MAX_TIMESTAMPS,
+                   help="frame times per item; an item with more is refused as too_many_frames")
     p.add_argument("--cache-size", type=int, default=4096)
     p.add_argument("--cache-file", default=None,
                    help="JSONL file that makes the result cache persistent (reloaded at start; see ffr.mine)")
@@ -215,13 +233,18 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     api_key = read_key(args.api_key_file)
-    if api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning("serving on %s without an API key: anyone who can reach it can use the teacher", args.host)
+    register_secret(api_key)
+    if api_key is None and args.host not in LOOPBACK:
+        if not args.insecure_no_key:
+            raise SystemExit(f"refusing to serve on {args.host} without --api-key-file: anyone who can reach it "
+                             "could use the teacher (pass --insecure-no-key to do so anyway)")
+        logger.warning("serving on %s without an API key (--insecure-no-key)", args.host)
     backend = build_backend(args)
     app = create_app(backend, args.allowed_root, api_key=api_key, max_items=args.max_items,
                      max_body_bytes=args.max_body_bytes, item_timeout_s=args.item_timeout_s,
                      cache_size=args.cache_size, read_timeout_s=args.read_timeout_s, cache_file=args.cache_file,
-                     judge=build_judge(args), regenerate_leaks=args.regenerate_leaks)
+                     judge=build_judge(args), regenerate_leaks=args.regenerate_leaks,
+                     max_timestamps=args.max_timestamps)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 **server_settings(app, args.keep_alive_s, args.max_connections))
 

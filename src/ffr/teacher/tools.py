@@ -9,7 +9,9 @@ Every tool returns a `ToolResult` (a text header and labelled images) or raises
 `ToolError` with a message the model can act on; the caller sends that back as an
 "Execution error: ..." text and counts the call against the budget. Decoding is
 synchronous (run it in a worker thread); decoded student frames are shared across the
-items of one video by a small LRU (a step sends up to G failed rollouts of one video).
+items of one video by an LRU bounded in bytes of decoded pixels (a step sends up to G failed
+rollouts of one video; the bound is in bytes because one entry can be 4 frames or 400).
+`configure_frame_cache` sets that bound (the service's ``--frame-cache-mb``).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ MAX_FRAMES_PER_CALL = 8
 MIN_CROP_PX = 28
 ZOOM_PADDING = 0.1
 ZOOM_MIN_LONG_SIDE = 256
-_CACHE_CLIPS = 32
+DEFAULT_FRAME_CACHE_BYTES = 512 * 1024 * 1024
 
 
 class ToolError(ValueError):
@@ -53,16 +55,26 @@ def image_data_url(image: Image.Image, quality: int = 90) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-class _ClipCache:
-    """LRU of decoded student frames keyed by (path, mtime, size, times, policy).
+def frames_bytes(frames: list[Image.Image]) -> int:
+    """Decoded size of `frames`: width x height x bands bytes each."""
+    return sum(img.width * img.height * len(img.getbands()) for img in frames)
 
-    Single-flight: concurrent requests for one key (the G failed rollouts of a video arrive
-    together) wait for one decode instead of decoding the same frames G times.
+
+class _ClipCache:
+    """LRU of decoded student frames keyed by (path, mtime, size, times, policy), at most `max_bytes`.
+
+    Least recently used entries are evicted until the decoded bytes held fit `max_bytes`; an
+    entry larger than the whole budget is returned to its caller but not kept. Single-flight:
+    concurrent requests for one key (the G failed rollouts of a video arrive together) wait
+    for one decode instead of decoding the same frames G times.
     """
 
-    def __init__(self, capacity: int):
-        self.capacity = capacity
-        self._data: OrderedDict[tuple, list[Image.Image]] = OrderedDict()
+    def __init__(self, max_bytes: int):
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be >= 0, got {max_bytes}")
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._data: OrderedDict[tuple, tuple[list[Image.Image], int]] = OrderedDict()
         self._pending: dict[tuple, Future] = {}
         self._lock = threading.Lock()
 
@@ -70,7 +82,7 @@ class _ClipCache:
         with self._lock:
             if key in self._data:
                 self._data.move_to_end(key)
-                return self._data[key]
+                return self._data[key][0]
             waiting = self._pending.get(key)
             if waiting is None:
                 self._pending[key] = mine = Future()
@@ -83,16 +95,29 @@ class _ClipCache:
                 self._pending.pop(key, None)
             mine.set_exception(exc)
             raise
+        size = frames_bytes(frames)
         with self._lock:
             self._pending.pop(key, None)
-            self._data[key] = frames
-            while len(self._data) > self.capacity:
-                self._data.popitem(last=False)
+            if size <= self.max_bytes:
+                self._data[key] = (frames, size)
+                self.bytes += size
+                while self.bytes > self.max_bytes:
+                    _old, (_frames, old_size) = self._data.popitem(last=False)
+                    self.bytes -= old_size
         mine.set_result(frames)
         return frames
 
+    def __len__(self) -> int:
+        return len(self._data)
 
-_CLIPS = _ClipCache(_CACHE_CLIPS)
+
+_CLIPS = _ClipCache(DEFAULT_FRAME_CACHE_BYTES)
+
+
+def configure_frame_cache(max_bytes: int) -> None:
+    """Replace the process's frame cache by an empty one bounded by `max_bytes` (0: no caching)."""
+    global _CLIPS
+    _CLIPS = _ClipCache(max_bytes)
 
 
 def _to_images(frames) -> list[Image.Image]:
