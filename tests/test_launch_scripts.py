@@ -127,3 +127,11 @@ def test_serve_teacher_refuses_an_api_preset_without_a_key_and_unknown_presets(t
         done = subprocess.run(["bash", str(ROOT / "local_scripts" / "serve_teacher.sh")], env=env,
                               capture_output=True, text=True, timeout=30)
         assert done.returncode == 2 and teacher in done.stderr
+
+
+def test_toy_replication_script_runs_the_protocol(tmp_path):
+    argv = run_script(tmp_path, "toy_replication.sh", "--seeds", "0", "1", "2", "3", TOY_OUT=str(tmp_path / "toy"))
+    assert argv[:2] == ["-m", "r1v.toy.replicate"]
+    assert flag(argv, "--protocol").endswith("experiments/toy/protocol_v1.yaml")
+    assert flag(argv, "--out") == str(tmp_path / "toy") and flag(argv, "--cache").endswith(".cache/toy")
+    assert argv[-5:] == ["--seeds", "0", "1", "2", "3"]
