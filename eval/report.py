@@ -6,14 +6,17 @@
 Each RUN_DIR is an ``eval.run --out`` folder (``run_config.json`` + ``<bench>/summary.json``).
 Written to REPORT_DIR:
 - ``table2.md`` / ``table2.csv``: rows = runs, columns = the eight benchmarks in Table 2's order
-  and ``Avg.`` (the plain mean of the eight, as in Tables 2, 16 and 17; "–" unless all eight
-  are present). ``--gain T=B`` adds the relative gain row of Table 2 under T,
+  and ``Avg.`` (the plain mean of the eight, as in Tables 2, 16 and 17; "—" unless all eight
+  were run). A benchmark that was run but has no scored item (``n`` = 0, e.g. MMVU under
+  ``--protocol official`` without a judge: every item unjudged) has no score: it shows "—"
+  (an empty CSV cell), is left out of Avg. (marked ‡, the mean of the others) and is named
+  under the table; its summary's ``overall`` of 0.0 is never shown or averaged. ``--gain T=B`` adds the relative gain row of Table 2 under T,
   ``(T / B - 1) * 100``; ``--mean-std`` adds Table 17's "Mean ± Std" row (population std per
   benchmark; the Avg. column's std is the mean of the per-benchmark stds, which is how Table 17's
   0.4 arises from its rows).
 - ``categories.md`` / ``categories.csv``: every benchmark's per-category accuracies, one table per
   (benchmark, group) with rows = runs; the CSV is long format (model, benchmark, group, value,
-  accuracy).
+  accuracy); an unscored benchmark's cells are "—" / empty there too.
 """
 from __future__ import annotations
 
@@ -32,7 +35,9 @@ TABLE2 = [("mmvu", "MMVU"), ("vsibench", "VSI-Bench"), ("videommmu", "VideoMMMU"
           ("videoholmes", "Video-Holmes"), ("longvideobench", "LongVideoBench"), ("lvbench", "LVBench"),
           ("mvbench", "MVBench"), ("tempcompass", "TempCompass")]
 NAMES = [n for n, _ in TABLE2]
-DASH = "–"
+DASH = "—"
+# Marks an Avg. taken over fewer than eight benchmarks because some had no scored item.
+PARTIAL_AVG = "‡"
 
 
 @dataclass
@@ -44,14 +49,32 @@ class RunResult:
     args: dict
     summaries: dict[str, dict]
 
-    def score(self, name: str) -> float | None:
+    def scored(self, name: str) -> bool:
+        """True when benchmark `name` was run and scored at least one item.
+
+        A summary with ``n`` = 0 carries ``overall`` 0.0 (the mean of nothing), which is not a
+        score of zero: every item was unjudged or missing.
+        """
         s = self.summaries.get(name)
-        return None if s is None else float(s["overall"])
+        return s is not None and s.get("overall") is not None and int(s.get("n", 1)) > 0
+
+    def score(self, name: str) -> float | None:
+        """The benchmark's overall accuracy, or None when it was not run or scored no item."""
+        return float(self.summaries[name]["overall"]) if self.scored(name) else None
+
+    def unscored(self) -> list[str]:
+        """Benchmarks that were run but scored no item, in Table 2's order."""
+        return [n for n in NAMES if n in self.summaries and not self.scored(n)]
 
     def average(self) -> float | None:
-        """Mean over the eight benchmarks, or None when any is missing."""
-        scores = [self.score(n) for n in NAMES]
-        return None if None in scores else sum(scores) / len(scores)
+        """Mean over the scored benchmarks; None when any of the eight was not run or none scored.
+
+        Unscored benchmarks (`unscored`) are left out rather than counted as 0.
+        """
+        if any(n not in self.summaries for n in NAMES):
+            return None
+        scores = [self.score(n) for n in NAMES if self.scored(n)]
+        return sum(scores) / len(scores) if scores else None
 
 
 def load_run(path: str | Path, label: str | None = None) -> RunResult:
@@ -80,19 +103,26 @@ def fmt(value: float | None, digits: int) -> str:
 
 
 def main_row(run: RunResult, digits: int) -> list[str]:
-    """Label, eight scores and Avg.; a score computed without some items is marked with †."""
+    """Label, eight scores and Avg.; a score computed without some items is marked with †, an
+    Avg. that leaves out unscored benchmarks with ‡."""
     cells = [run.label]
     for name in NAMES:
         s = run.summaries.get(name)
-        mark = "†" if s is not None and s.get("n_missing", 0) else ""
+        mark = "†" if run.scored(name) and s.get("n_missing", 0) else ""
         cells.append(fmt(run.score(name), digits) + mark)
-    return cells + [fmt(run.average(), digits)]
+    average = run.average()
+    return cells + [fmt(average, digits) + (PARTIAL_AVG if average is not None and run.unscored() else "")]
 
 
 def gain_row(target: RunResult, base: RunResult) -> list[str]:
-    """Table 2's gain row: relative improvement of ``target`` over ``base`` in percent."""
+    """Table 2's gain row: relative improvement of ``target`` over ``base`` in percent.
+
+    The Avg. gain is "—" when the two averages leave out different benchmarks (not comparable).
+    """
     cells = [f"gain vs {base.label}"]
-    pairs = [(target.score(n), base.score(n)) for n in NAMES] + [(target.average(), base.average())]
+    same_set = target.unscored() == base.unscored()
+    pairs = [(target.score(n), base.score(n)) for n in NAMES]
+    pairs.append((target.average(), base.average()) if same_set else (None, None))
     for t, b in pairs:
         cells.append(DASH if t is None or not b else f"{(t / b - 1) * 100:+.2f}")
     return cells
@@ -133,6 +163,23 @@ def settings_note(runs: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
+def unscored_note(runs: list[RunResult]) -> str:
+    """One line per run with unscored benchmarks: why they show "—" and what Avg. covers."""
+    titles = dict(TABLE2)
+    lines = []
+    for r in runs:
+        names = r.unscored()
+        if not names:
+            continue
+        why = ", ".join(f"{titles[n]} (n=0" + (f", unjudged {r.summaries[n]['n_unjudged']}"
+                                                if r.summaries[n].get("n_unjudged") else "") + ")"
+                        for n in names)
+        avg = (f"Avg.{PARTIAL_AVG} is the mean of the other {len(NAMES) - len(names)}"
+               if r.average() is not None else "no Avg.")
+        lines.append(f"- {r.label}: no scored items in {why}: shown as {DASH}, left out of Avg.; {avg}.")
+    return ("Benchmarks without a score (not 0):\n" + "\n".join(lines) + "\n\n") if lines else ""
+
+
 def table2(runs: list[RunResult], gains: dict[str, str], mean_std: bool, digits: int) -> tuple[list, list]:
     """(header, rows) of Table 2, gain rows placed under their target run."""
     by_label = {r.label: r for r in runs}
@@ -152,7 +199,7 @@ def table2(runs: list[RunResult], gains: dict[str, str], mean_std: bool, digits:
 
 
 def table2_csv(runs: list[RunResult], path: Path) -> None:
-    """Unrounded scores (4 decimals); empty cells where a benchmark was not run."""
+    """Unrounded scores (4 decimals); empty cells where a benchmark was not run or scored no item."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["model"] + NAMES + ["avg"])
@@ -162,31 +209,52 @@ def table2_csv(runs: list[RunResult], path: Path) -> None:
 
 
 # ------------------------------------------------------------------ categories
+def category_values(runs: list[RunResult], name: str) -> dict[str, list[str]]:
+    """{group: values} of benchmark `name` over the runs that scored it, in first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for r in runs:
+        if not r.scored(name):  # an unscored benchmark's categories are means of nothing
+            continue
+        for group, values in r.summaries[name].get("categories", {}).items():
+            known = groups.setdefault(group, [])
+            known += [v for v in values if v not in known]
+    return groups
+
+
+def category_score(run: RunResult, name: str, group: str, value: str) -> float | None:
+    """One category accuracy, or None when the run lacks it or scored no item of `name`."""
+    if not run.scored(name):
+        return None
+    acc = run.summaries[name].get("categories", {}).get(group, {}).get(value)
+    return None if acc is None else float(acc)
+
+
 def category_tables(runs: list[RunResult], digits: int) -> str:
     """Markdown: one section per benchmark, one table per category group (rows = runs)."""
     parts = []
     for name, title in TABLE2:
-        groups: dict[str, list[str]] = {}
-        for r in runs:
-            for group, values in r.summaries.get(name, {}).get("categories", {}).items():
-                known = groups.setdefault(group, [])
-                known += [v for v in values if v not in known]
+        groups = category_values(runs, name)
         if not groups:
             continue
         parts.append(f"## {title}\n")
         for group, values in groups.items():
-            rows = [[r.label] + [fmt(r.summaries.get(name, {}).get("categories", {}).get(group, {}).get(v),
-                                     digits) for v in values] for r in runs]
+            rows = [[r.label] + [fmt(category_score(r, name, group, v), digits) for v in values] for r in runs]
             parts.append(f"### {group}\n\n" + markdown_table(["Model"] + values, rows))
     return "\n".join(parts)
 
 
 def categories_csv(runs: list[RunResult], path: Path) -> None:
+    """Long format; a run that ran a benchmark but scored none of it gets empty accuracy cells
+    for the categories other runs have (it was run: leaving the rows out would hide that)."""
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["model", "benchmark", "group", "value", "accuracy"])
         for r in runs:
             for name in NAMES:
+                if name in r.unscored():
+                    for group, values in category_values(runs, name).items():
+                        w.writerows([r.label, name, group, value, ""] for value in values)
+                    continue
                 for group, values in r.summaries.get(name, {}).get("categories", {}).items():
                     for value, acc in values.items():
                         w.writerow([r.label, name, group, value, f"{float(acc):.4f}"])
@@ -206,9 +274,11 @@ def write_report(runs: list[RunResult], out: str | Path, gains: dict[str, str] |
                                      ("categories_md", "categories.md"),
                                      ("categories_csv", "categories.csv"))}
     note = ("Video reasoning: MMVU, VSI-Bench, VideoMMMU, Video-Holmes; video general: LongVideoBench, "
-            "LVBench, MVBench, TempCompass. † = some items missing (excluded from that score).\n\n")
-    paths["table2_md"].write_text("# Table 2 layout\n\n" + note + markdown_table(header, rows)
-                                  + "\nSettings:\n" + settings_note(runs) + "\n", encoding="utf-8")
+            "LVBench, MVBench, TempCompass. † = some items missing (excluded from that score). "
+            f"{PARTIAL_AVG} = Avg. over the scored benchmarks only.\n\n")
+    paths["table2_md"].write_text("# Table 2 layout\n\n" + note + markdown_table(header, rows) + "\n"
+                                  + unscored_note(runs) + "Settings:\n" + settings_note(runs) + "\n",
+                                  encoding="utf-8")
     table2_csv(runs, paths["table2_csv"])
     paths["categories_md"].write_text("# Per-category accuracy\n\n" + category_tables(runs, digits),
                                       encoding="utf-8")

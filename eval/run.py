@@ -36,6 +36,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from eval import registry
+from ffr.endpoint import add_judge_args, judge_endpoint
 from eval.fingerprint import checkpoint_changes, checkpoint_fingerprint, sample_inputs, stale_rows
 from eval.generation import (DecodingConfig, Generator, batch_seed, load_model, loaded_batches,
                              pick_device)
@@ -240,9 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true",
                    help="Discard every earlier result in --out (run_config.json, predictions, summaries) and "
                         "start over, instead of resuming; needed when the checkpoint or data changed.")
-    p.add_argument("--judge-url", default=None, help="OpenAI-compatible endpoint for judged items.")
-    p.add_argument("--judge-model", default=None, help="Model name sent to the judge endpoint.")
-    p.add_argument("--judge-api-key-file", default=None, help="File holding the judge's API key.")
+    # The judge flags of every FFR tool (ffr.endpoint); this judge grades answers, so no blind-test flags.
+    add_judge_args(p, blind=False)
     p.add_argument("--log-level", default="INFO")
     for name in registry.BENCHMARKS:
         g = p.add_argument_group(name)
@@ -269,8 +269,10 @@ def resolve_args(argv: list[str] | None = None) -> argparse.Namespace:
     absent = [n for n, root in args.data_roots.items() if not root]
     if absent:
         raise SystemExit(f"missing --data-root-<name> for: {', '.join(absent)}")
-    if args.judge_url and not args.judge_model:
-        raise SystemExit("--judge-url needs --judge-model")
+    try:
+        judge_endpoint(args)  # bad judge flags or key file fail before the model loads (built in build_context)
+    except ValueError as exc:  # KeyFileError included: one line naming the flag and the file
+        raise SystemExit(str(exc)) from exc
     if args.batch_size < 1:
         raise SystemExit("--batch-size must be >= 1")
     return args
@@ -356,12 +358,12 @@ def build_context(args: argparse.Namespace, d: Dist) -> Context:
                           video_min_pixels=args.min_pixels, video_max_pixels=args.max_pixels,
                           image_max_pixels=args.image_max_pixels,
                           patch_factor=vp.patch_size * vp.merge_size)
-    judge = None
-    if args.judge_url:
+    judge, endpoint = None, judge_endpoint(args)
+    if endpoint is not None:
         from eval.judge import OpenAIJudge
 
-        key = Path(args.judge_api_key_file).read_text().strip() if args.judge_api_key_file else None
-        judge = OpenAIJudge(base_url=args.judge_url, model=args.judge_model, api_key=key)
+        judge = OpenAIJudge(base_url=endpoint.base_url, model=endpoint.model, api_key=endpoint.api_key,
+                            timeout_s=endpoint.timeout_s)
     return Context(args=args, generator=generator, vision=vision, judge=judge)
 
 

@@ -21,11 +21,14 @@
 #   TEACHER_API_KEY_FILE      file with the bearer token training ranks must send [none]
 #   TEACHER_BASE_URL          model endpoint [per preset; vllm: http://127.0.0.1:8000/v1]
 #   TEACHER_MODEL             model name [glm-4.5v | gpt-4o-2024-08-06 | zai-org/GLM-4.5V]
-#   TEACHER_UPSTREAM_KEY_FILE file with the endpoint's API key [none; required for the APIs]
+#   TEACHER_UPSTREAM_KEY_FILE file with the model endpoint's API key, passed as --upstream-api-key-file
+#                             [none; required for the APIs]
 #   TEACHER_CACHE_FILE        persistent result cache (see `python -m ffr.mine`) [none]
 #   JUDGE_MODEL               blind-test judge model on the same endpoint [none: gates only]
 #   PYTHON                    interpreter [python]
-# Frame policy flags must match training (defaults: 2 fps, 16 frames, 128*28*28 pixels).
+# Frame policy flags (--fps --min-frames --max-frames --video-min-pixels --video-max-pixels
+# --patch-factor, the fields of r1v.vision.VisionConfig) must match training (defaults: 2 fps,
+# 4-16 frames, 128*28*28 pixels).
 # Extra arguments go to `python -m ffr.teacher.service` unchanged, e.g.
 #   TEACHER=vllm TEACHER_MODEL=Qwen/Qwen3-VL-32B-Instruct TEACHER_ALLOWED_ROOT=/data \
 #     local_scripts/serve_teacher.sh --max-turns 5 --patch-factor 32
@@ -66,7 +69,7 @@ esac
 
 args=("${preset[@]}" --host "${TEACHER_HOST}" --port "${TEACHER_PORT}" --allowed-root "${TEACHER_ALLOWED_ROOT}")
 [[ -n "${TEACHER_API_KEY_FILE}" ]] && args+=(--api-key-file "${TEACHER_API_KEY_FILE}")
-[[ -n "${TEACHER_UPSTREAM_KEY_FILE}" ]] && args+=(--teacher-api-key-file "${TEACHER_UPSTREAM_KEY_FILE}")
+[[ -n "${TEACHER_UPSTREAM_KEY_FILE}" ]] && args+=(--upstream-api-key-file "${TEACHER_UPSTREAM_KEY_FILE}")
 [[ -n "${TEACHER_CACHE_FILE}" ]] && args+=(--cache-file "${TEACHER_CACHE_FILE}")
 [[ -n "${JUDGE_MODEL}" ]] && args+=(--judge-model "${JUDGE_MODEL}")
 

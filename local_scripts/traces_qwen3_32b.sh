@@ -33,7 +33,7 @@ exec "$PYTHON" -m r1v.teacher_traces \
   --data "$DATA" \
   --out "$OUT" \
   --max-tokens "$MAX_TOKENS" \
-  --frames "$FRAMES" \
+  --max-frames "$FRAMES" \
   --concurrency "$CONCURRENCY" \
   "${key_args[@]}" \
   "$@"

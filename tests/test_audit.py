@@ -87,7 +87,7 @@ def test_judge_finds_the_paraphrase(log, tmp_path):
     key = tmp_path / "judge.key"
     key.write_text("judge-secret\n")
     with scripted_openai(script) as (url, server):
-        code, text = run([str(log), "--judge-url", url, "--judge-model", "j", "--judge-api-key-file", str(key),
+        code, text = run([str(log), "--judge-base-url", url, "--judge-model", "j", "--judge-api-key-file", str(key),
                           "--judge-samples", "1", "--judge-extra-body", '{"top_k": 5}'])
     assert code == 0 and server.requests[0]["top_k"] == 5
     # The judge ran on the two multiple-choice patches the gates passed, one call per arm each.
@@ -97,7 +97,7 @@ def test_judge_finds_the_paraphrase(log, tmp_path):
 
 def test_judge_failures_are_counted(log):
     with scripted_openai(lambda body, i: Reply(status=400, body="bad request")) as (url, _):
-        code, text = run([str(log), "--judge-url", url, "--judge-model", "j"])
+        code, text = run([str(log), "--judge-base-url", url, "--judge-model", "j"])
     assert code == 0 and "judge: j (2 failed judgements)" in text
 
 
@@ -117,7 +117,7 @@ def test_bad_lines_name_file_and_line(log, tmp_path, capsys):
 
 def test_cli_rejects_bad_flags(log):
     with pytest.raises(SystemExit):
-        main([str(log), "--judge-url", "http://127.0.0.1:1/v1"])
+        main([str(log), "--judge-base-url", "http://127.0.0.1:1/v1"])
     with pytest.raises(SystemExit):
         main([str(log), "--judge-samples", "0"])
     with pytest.raises(SystemExit):

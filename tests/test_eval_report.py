@@ -91,6 +91,54 @@ def test_missing_benchmark_gives_dash_and_missing_items_are_marked(tmp_path):
     assert "mmvu=10 (missing 3)" in paths["table2_md"].read_text()
 
 
+def unjudged_mmvu(run, n_unjudged=3):
+    """Rewrite `run`'s MMVU summary as ``--protocol official`` without a judge leaves it."""
+    summary = {"benchmark": "mmvu", "overall": 0.0, "n": 0, "n_unjudged": n_unjudged, "n_missing": 0,
+               "categories": {}}
+    (run / "mmvu" / "summary.json").write_text(json.dumps(summary))
+    return run
+
+
+def test_unscored_benchmark_is_a_dash_left_out_of_avg_and_named_under_the_table(tmp_path):
+    official = unjudged_mmvu(make_run(tmp_path, "FFR-official", FFR))
+    run = report.load_run(official)
+    paths = report.write_report([run], tmp_path / "rep")
+    lines = table_lines(paths["table2_md"])
+    # Avg. of the other seven (38.9 ... 75.6), not (0 + those) / 8 = 49.2 nor 68.5 averaged in
+    seven = sum(FFR[1:]) / 7
+    assert lines[1] == ("| FFR-official | — | 38.9 | 54.6 | 52.3 | 55.3 | 38.1 | 68.8 | 75.6 "
+                        f"| {seven:.1f}‡ |")
+    text = paths["table2_md"].read_text()
+    assert "- FFR-official: no scored items in MMVU (n=0, unjudged 3): shown as —, left out of Avg." in text
+    assert "mean of the other 7" in text
+    with open(paths["table2_csv"]) as fh:
+        rows = list(csv.reader(fh))
+    assert rows[1][1] == "" and rows[1][-1] == f"{seven:.4f}"
+
+
+def test_unscored_benchmark_is_a_dash_in_the_category_tables(tmp_path):
+    cats = {"mmvu": {"discipline": {"Science": 70.0, "Healthcare": 60.0}}}
+    judged = report.load_run(make_run(tmp_path, "judged", FFR, categories=cats))
+    # the unjudged run's summary keeps stale 0.0 categories: a mean of nothing, never shown
+    unjudged = unjudged_mmvu(make_run(tmp_path, "unjudged", FFR))
+    summary = json.loads((unjudged / "mmvu" / "summary.json").read_text())
+    summary["categories"] = {"discipline": {"Science": 0.0, "Healthcare": 0.0}}
+    (unjudged / "mmvu" / "summary.json").write_text(json.dumps(summary))
+    paths = report.write_report([judged, report.load_run(unjudged)], tmp_path / "rep")
+    text = paths["categories_md"].read_text()
+    assert "| judged | 70.0 | 60.0 |" in text and "| unjudged | — | — |" in text
+    with open(paths["categories_csv"]) as fh:
+        rows = [r for r in csv.DictReader(fh) if r["model"] == "unjudged"]
+    assert {(r["value"], r["accuracy"]) for r in rows} == {("Science", ""), ("Healthcare", "")}
+
+
+def test_gain_of_averages_over_different_benchmarks_is_a_dash(tmp_path):
+    base = report.load_run(make_run(tmp_path, "base", SFT))
+    target = report.load_run(unjudged_mmvu(make_run(tmp_path, "target", FFR)))
+    row = report.gain_row(target, base)
+    assert row[1] == report.DASH and row[2] == "+22.33" and row[-1] == report.DASH
+
+
 def test_category_tables_align_values_across_runs(tmp_path):
     cats_a = {"mvbench": {"task": {"action_sequence": 50.0, "fine_grained_pose": 25.0}}}
     cats_b = {"mvbench": {"task": {"fine_grained_pose": 75.0, "object_shuffle": 100.0}}}
@@ -100,7 +148,7 @@ def test_category_tables_align_values_across_runs(tmp_path):
     text = paths["categories_md"].read_text()
     assert "## MVBench" in text and "### task" in text
     assert "| Model | action_sequence | fine_grained_pose | object_shuffle |" in text
-    assert "| a | 50.0 | 25.0 | – |" in text and "| b | – | 75.0 | 100.0 |" in text
+    assert "| a | 50.0 | 25.0 | — |" in text and "| b | — | 75.0 | 100.0 |" in text
     with open(paths["categories_csv"]) as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4

@@ -61,7 +61,7 @@ def test_teacher_trace_scripts_call_the_trace_cli(tmp_path, script, model, out_n
                       API_KEY_FILE=str(tmp_path / "key"))
     assert argv[:2] == ["-m", "r1v.teacher_traces"]
     assert flag(argv, "--model") == model and flag(argv, "--base-url") == "http://127.0.0.1:9/v1"
-    assert flag(argv, "--out") == str(out) and flag(argv, "--frames") == "16"
+    assert flag(argv, "--out") == str(out) and flag(argv, "--max-frames") == "16"
     assert flag(argv, "--data").endswith("data/mix4k.jsonl")
     assert flag(argv, "--api-key-file") == str(tmp_path / "key")
     assert argv[-2:] == ["--limit", "3"] and out.parent.is_dir()
@@ -117,6 +117,8 @@ def test_serve_teacher_presets(tmp_path, teacher, expect):
     assert argv[:2] == ["-m", "ffr.teacher.service"] and flag(argv, "--allowed-root") == str(tmp_path)
     for name, value in expect.items():
         assert flag(argv, name) == value
+    # the model endpoint's key, under the name that cannot be mistaken for the trainer's --teacher_api_key_file
+    assert flag(argv, "--upstream-api-key-file") == str(key) and "--teacher-api-key-file" not in argv
     assert argv[-2:] == ["--max-turns", "5"]
 
 

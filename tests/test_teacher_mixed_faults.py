@@ -91,10 +91,11 @@ def test_mixed_misbehaving_upstream(media, tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "-m", "ffr.teacher.service", "--backend", "openai", "--base-url", base_url,
              "--model", upstream.model, "--port", str(port), "--allowed-root", str(media["root"]),
-             "--api-key-file", str(tmp_path / "service.key"), "--teacher-api-key-file", str(tmp_path / "upstream.key"),
+             "--api-key-file", str(tmp_path / "service.key"), "--upstream-api-key-file", str(tmp_path / "upstream.key"),
              "--cache-file", str(cache), "--item-timeout-s", str(ITEM_TIMEOUT_S), "--sdk-max-retries", "0",
-             "--fps", "2", "--min-frames", "4", "--max-frames", "8", "--video-max-pixels", str(56 * 56),
-             "--log-level", "debug"], env=env, stdout=log_fh, stderr=subprocess.STDOUT)
+             "--fps", "2", "--min-frames", "4", "--max-frames", "8", "--video-min-pixels", str(56 * 56),
+             "--video-max-pixels", str(56 * 56), "--log-level", "debug"],
+            env=env, stdout=log_fh, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_up(proc, f"{url}/health", 60, "teacher service")

@@ -270,7 +270,8 @@ def test_serve_script_runs_the_model_backend(media, tmp_path):
                "TEACHER_ALLOWED_ROOT": str(media["root"]), "TEACHER_BASE_URL": base,
                "TEACHER_MODEL": "scripted-teacher", "TEACHER_UPSTREAM_KEY_FILE": str(key), "JUDGE_MODEL": "judge"}
         proc = subprocess.Popen(["bash", str(repo / "local_scripts" / "serve_teacher.sh"), "--log-level", "warning",
-                                 "--max-frames", "8", "--video-max-pixels", str(56 * 56)],
+                                 "--max-frames", "8", "--video-min-pixels", str(56 * 56),
+                                 "--video-max-pixels", str(56 * 56)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         url = f"http://127.0.0.1:{port}"
         try:

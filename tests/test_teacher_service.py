@@ -14,7 +14,8 @@ import pytest
 import requests
 
 from ffr.patch import EvidencePatch, evidence_to_patch
-from ffr.teacher.backends import BACKENDS, AnnotationBackend, Proposal, TeacherBackend
+from ffr.teacher.backend_args import BACKENDS
+from ffr.teacher.backends import AnnotationBackend, Proposal, TeacherBackend
 from ffr.teacher.schema import PatchRequestItem, PatchResponse
 from ffr.teacher.service import confine_path, create_app, serve_in_thread
 from serving import free_port, wait_until_up

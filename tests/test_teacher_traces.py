@@ -59,7 +59,7 @@ def teacher(body, index):
 
 def args_for(url, data, out, *extra):
     return build_parser().parse_args(["--base-url", url, "--model", "scripted-teacher", "--data", str(data),
-                                      "--out", str(out), "--frames", "4", "--max-retries", "0",
+                                      "--out", str(out), "--max-frames", "4", "--max-retries", "0",
                                       "--concurrency", "2", *extra])
 
 
@@ -117,7 +117,7 @@ def test_non_json_and_5xx_replies_are_counted_failures_retried_next_run(tmp_path
     assert summary.prompt_tokens == 0 and not out.read_text()
     with scripted_openai(teacher) as (url, _):
         assert main(["--base-url", url, "--model", "m", "--data", str(data), "--out", str(out),
-                     "--frames", "4", "--max-retries", "0"]) == 0
+                     "--max-frames", "4", "--max-retries", "0"]) == 0
     table = capsys.readouterr().out
     assert "kept                  3" in table and "wrong" in table and "tokens total" in table
 
@@ -132,8 +132,8 @@ def test_format_violations_are_dropped(tmp_path, data):
 def test_cli_rejects_bad_flags(tmp_path, data, capsys):
     with pytest.raises(SystemExit):
         main(["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--data", str(data),
-              "--out", str(tmp_path / "o.jsonl"), "--frames", "1"])
-    assert "--frames must be >= 2" in capsys.readouterr().err
+              "--out", str(tmp_path / "o.jsonl"), "--max-frames", "1"])
+    assert "frame policy" in capsys.readouterr().err
     assert main(["--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--data", str(tmp_path / "none.jsonl"),
                  "--out", str(tmp_path / "o.jsonl")]) == 2
 

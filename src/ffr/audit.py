@@ -1,7 +1,7 @@
 """Audit patch logs: leak rates (paper Table 5 layout) and fix rates by error type (Table 10).
 
     python -m ffr.audit OUT/patch_log/rank*.jsonl mined.jsonl --out audit/ \
-        [--judge-url URL --judge-model M --judge-api-key-file F --judge-samples 3] [--skip-bad]
+        [--judge-base-url URL --judge-model M --judge-api-key-file F --judge-samples 3] [--skip-bad]
 
 Input: patch-log JSONL lines as written by `FFRTrainer.write_patch_log` and by
 ``python -m ffr.mine`` (keys used: patch, status, detail, question, options,
@@ -44,6 +44,7 @@ from typing import Optional
 
 from pydantic import ValidationError
 
+from ffr.endpoint import add_judge_args, build_judge, judge_endpoint
 from ffr.leakage import patch_leaks
 from ffr.patch import EvidencePatch
 from ffr.teacher.judge import BlindJudge, JudgeVerdict
@@ -242,48 +243,18 @@ def write_outputs(out: Path, entries: list[Entry], t5: list[dict], t10: list[dic
                                      "reason": e.leak_reason, "patch": e.row.get("patch")}) + "\n")
 
 
-def build_judge(args: argparse.Namespace) -> Optional[BlindJudge]:
-    if not args.judge_url:
-        return None
-    import openai
-
-    key = "EMPTY"
-    if args.judge_api_key_file:
-        key = Path(args.judge_api_key_file).read_text(encoding="utf-8").strip()
-        if not key:
-            raise BadLine(f"{args.judge_api_key_file}: the judge api key file is empty")
-    client = openai.AsyncOpenAI(base_url=args.judge_url, api_key=key, timeout=args.judge_timeout_s)
-    return BlindJudge(client, args.judge_model, samples=args.judge_samples, extra_body=args.judge_extra_body)
-
-
-def _json_object(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not JSON: {exc.msg}") from exc
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
-
-
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ffr.audit", description=__doc__.split("\n\n")[0])
     p.add_argument("patch_logs", nargs="+", metavar="PATCH_LOG", help="patch-log JSONL files")
     p.add_argument("--out", default=None, help="folder for the markdown / CSV tables and leaks.jsonl")
     p.add_argument("--skip-bad", action="store_true", help="skip (and count) malformed lines instead of stopping")
-    p.add_argument("--judge-url", default=None, help="OpenAI-compatible base URL of a blind-test judge (.../v1)")
-    p.add_argument("--judge-model", default=None, help="judge model name (required with --judge-url)")
-    p.add_argument("--judge-api-key-file", default=None, help="file holding the judge endpoint's API key")
-    p.add_argument("--judge-samples", type=int, default=3, help="judge samples per arm (majority vote)")
-    p.add_argument("--judge-timeout-s", type=float, default=60.0, help="timeout of one judge request")
-    p.add_argument("--judge-extra-body", type=_json_object, default=None,
-                   help='JSON object merged into judge requests, e.g. \'{"chat_template_kwargs": '
-                        '{"enable_thinking": false}}\' for a reasoning model')
+    add_judge_args(p)  # the same judge flags as the teacher service (ffr.endpoint)
     args = p.parse_args(argv)
-    if args.judge_url and not args.judge_model:
-        p.error("--judge-model is required with --judge-url")
-    if args.judge_samples < 1:
-        p.error(f"--judge-samples must be >= 1, got {args.judge_samples}")
+    try:
+        # Checked (key file included) before any log is read; the judge is built again in main.
+        judge_endpoint(args)
+    except ValueError as exc:  # KeyFileError included: one line naming the flag and the file
+        p.error(str(exc))
     return args
 
 
@@ -297,7 +268,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         entries, skipped = read_logs(args.patch_logs, args.skip_bad)
         judge = build_judge(args)
-    except (BadLine, OSError) as exc:
+    except (BadLine, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     judge_errors = asyncio.run(_judge_all(entries, judge)) if judge else 0

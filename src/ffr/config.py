@@ -21,10 +21,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
+from ffr.endpoint import read_key_file
+from ffr.redact import register_secret
 # The one list of secret fields (and the rule for secret-looking names) lives in r1v.run_config.
 from r1v.run_config import REDACTED, SECRET_FIELDS, is_secret_field  # noqa: F401
 
@@ -94,8 +95,10 @@ class FFRArguments:
     )
     teacher_api_key_file: Optional[str] = field(
         default=None,
-        metadata={"help": "File holding the teacher's bearer token (alternative to teacher_api_key that keeps "
-                          "the secret out of the command line, process lists and the logged argv)."},
+        metadata={"help": "File holding the bearer token of the teacher *service* (the service's --api-key-file; "
+                          "not the upstream model's key, which only the service holds: its "
+                          "--upstream-api-key-file). Alternative to teacher_api_key that keeps the secret out "
+                          "of the command line, process lists and the logged argv."},
     )
     teacher_timeout_s: float = field(
         default=120.0,
@@ -277,18 +280,16 @@ def ffr_config_dict(cfg: Any) -> dict[str, Any]:
 def take_teacher_secret(args: Any) -> Optional[str]:
     """Return the teacher key (from ``teacher_api_key`` or the file) and leave ``***`` / None in ``args``.
 
-    Raises FileNotFoundError / ValueError naming the key file when it is missing or empty.
+    The file is read by `ffr.endpoint.read_key_file` (the key reader of every CLI), which
+    registers the key for redaction and raises `ffr.endpoint.KeyFileError` (a ValueError) with
+    one line naming ``teacher_api_key_file`` and the file when it is missing, a folder, not
+    UTF-8 or empty. A key given inline is registered too.
     """
     if args.teacher_api_key_file is not None:
-        path = Path(args.teacher_api_key_file)
-        if not path.is_file():
-            raise FileNotFoundError(f"teacher_api_key_file: {path} does not exist")
-        key = path.read_text(encoding="utf-8").strip()
-        if not key:
-            raise ValueError(f"teacher_api_key_file: {path} is empty")
-        return key
+        return read_key_file(args.teacher_api_key_file, "teacher_api_key_file")
     key = args.teacher_api_key
     if key is not None and key != REDACTED:
         args.teacher_api_key = REDACTED
+        register_secret(key)
         return key
     return None

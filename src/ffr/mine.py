@@ -49,7 +49,8 @@ from typing import Iterator, Optional
 
 from tqdm import tqdm
 
-from ffr.redact import redact, register_secret
+from ffr.endpoint import FRAME_TIME_FIELDS, KeyFileError, add_frame_policy_args, frame_policy, read_key_file
+from ffr.redact import redact
 from ffr.rollouts import build_request_item, gold_answer
 from ffr.teacher.client import TeacherClient
 from ffr.teacher.schema import PatchRequestItem, PatchResult
@@ -239,7 +240,7 @@ def mine(args: argparse.Namespace, client: TeacherClient) -> Counter:
     """Mine every pending item in batches; returns counts of statuses and of left-out rows."""
     counts: Counter = Counter()
     todo = plan(args, counts)
-    times = Timestamps(VisionConfig(fps=args.fps, min_frames=args.min_frames, max_frames=args.max_frames))
+    times = Timestamps(frame_policy(args, FRAME_TIME_FIELDS))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tqdm(total=len(todo), desc="mining patches", unit="item", disable=args.no_progress) as bar:
@@ -275,9 +276,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     p.add_argument("--no-gt", dest="use_gt", action="store_false",
                    help="the no-GT-reference mode: the teacher sees no gold answer")
     p.add_argument("--correct-threshold", type=float, default=1.0, help="correct iff reward / score >= this")
-    p.add_argument("--fps", type=float, default=VisionConfig.fps, help="frame policy: sampled fps")
-    p.add_argument("--min-frames", type=int, default=VisionConfig.min_frames, help="frame policy: min frames")
-    p.add_argument("--max-frames", type=int, default=VisionConfig.max_frames, help="frame policy: max frames")
+    # Only frame *times* go to the service, so only the fields that decide them are flags here.
+    add_frame_policy_args(p, FRAME_TIME_FIELDS, title="frame policy (must match training; frame times only)")
     p.add_argument("--timeout-s", type=float, default=600.0, help="timeout of one teacher call")
     p.add_argument("--max-retries", type=int, default=2, help="retries of a failed teacher call")
     p.add_argument("--retry-refused", action="store_true",
@@ -294,17 +294,12 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    api_key = None
-    if args.api_key_file:
-        try:
-            api_key = Path(args.api_key_file).read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            print(f"error: cannot read api key file {args.api_key_file}: {exc.strerror}", file=sys.stderr)
-            return 2
-        if api_key is None:
-            print(f"error: api key file {args.api_key_file} is empty", file=sys.stderr)
-            return 2
-    register_secret(api_key)  # masked in every detail written and every log line
+    try:
+        # read_key_file registers the key: masked in every detail written and every log line
+        api_key = read_key_file(args.api_key_file, "--api-key-file") if args.api_key_file else None
+    except KeyFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     # A batch's deadline covers every retry of its calls. No circuit breaker: offline, each batch
     # may as well try; items that fail come back as errors and are retried by the next run.
     client = TeacherClient(args.teacher_url, api_key=api_key, timeout_s=args.timeout_s,

@@ -3,7 +3,7 @@
 For every training record (Video-R1 schema, ``r1v.data``) the teacher gets the student's own R1
 prompt (``r1v.prompts.build_prompt_text``: ``<think>...</think><answer>...</answer>``) with the
 video's frames as image parts (JPEG data URLs; frames sampled and sized by ``r1v.vision`` with
-the student's policy, ``--frames`` at most). A trace is kept only when its answer is correct by
+the student's policy, ``--max-frames`` at most). A trace is kept only when its answer is correct by
 the training reward (``r1v.rewards.accuracy_reward``): exactly right for multiple choice and
 numerical, accuracy >= ``--min-graded-accuracy`` for the graded types. Kept traces are written
 as Video-R1 CoT records: the input record plus ``process`` = ``<think>...</think>``, ``solution``
@@ -35,7 +35,8 @@ import openai
 from PIL import Image
 from tqdm import tqdm
 
-from ffr.redact import redact, register_secret
+from ffr.endpoint import add_deprecated_alias, add_frame_policy_args, frame_policy, read_key_file
+from ffr.redact import redact
 from r1v.answers import extract_answer_strict
 from r1v.data import json_records, read_records
 from r1v.prompts import build_prompt_text
@@ -233,19 +234,6 @@ def done_ids(out: Path, attempts: Path, retry_dropped: bool) -> tuple[set[str], 
                      + (token_count(a, "completion_tokens", a.get("problem_id")) or 0) for a in logged)
 
 
-def read_api_key(path: str) -> str:
-    """The key held in ``path``; ValueError naming the file when it is unreadable (a folder,
-    missing, not UTF-8) or empty, so the CLI reports one line instead of a traceback."""
-    try:
-        key = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ValueError(f"--api-key-file {path}: cannot read the key ({reason})") from exc
-    if not key:
-        raise ValueError(f"--api-key-file {path}: the file is empty")
-    return key
-
-
 def run(args) -> Summary:
     """Ask the teacher for every record not done yet; append kept traces and attempts."""
     out = Path(args.out)
@@ -257,13 +245,11 @@ def run(args) -> Summary:
     pending = [r for r in records if str(r["problem_id"]) not in done]
     todo = pending[: args.limit]
     summary = Summary(skipped_done=len(records) - len(pending))
-    api_key = read_api_key(args.api_key_file) if args.api_key_file else "EMPTY"
-    register_secret(api_key)  # an endpoint may echo it in an error: masked in the attempts log and warnings
+    # read_key_file registers the key: an endpoint may echo it in an error, masked in the attempts log
+    api_key = read_key_file(args.api_key_file, "--api-key-file") if args.api_key_file else "EMPTY"
     client = openai.OpenAI(base_url=args.base_url, api_key=api_key, timeout=args.timeout_s,
                            max_retries=args.max_retries)
-    vision = VisionConfig(max_frames=args.frames, min_frames=min(4, args.frames),
-                          video_min_pixels=min(128 * 28 * 28, args.frame_max_pixels),
-                          video_max_pixels=args.frame_max_pixels)
+    vision = frame_policy(args)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "a", encoding="utf-8") as fout, open(attempts, "a", encoding="utf-8") as flog, \
             ThreadPoolExecutor(max_workers=args.concurrency) as pool:
@@ -295,9 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="SFT output JSONL (appended; resumable)")
     p.add_argument("--api-key-file", help="file holding the endpoint's API key (keeps it out of argv)")
     p.add_argument("--max-tokens", type=int, default=4096, help="completion token limit per trace")
-    p.add_argument("--frames", type=int, default=16, help="most video frames sent per item (>= 2)")
-    p.add_argument("--frame-max-pixels", type=int, default=128 * 28 * 28,
-                   help="pixel budget per frame (default: the student's 128*28*28)")
+    # The frames sent are those the student sees: the flags are VisionConfig's, as in the service.
+    add_frame_policy_args(p, title="frame policy (the student's: must match training)")
+    add_deprecated_alias(p, "--frames", "--max-frames", "max_frames", type=int)
+    add_deprecated_alias(p, "--frame-max-pixels", "--video-max-pixels", "video_max_pixels", type=int)
     p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling top-p")
     p.add_argument("--min-graded-accuracy", type=float, default=0.6,
@@ -314,9 +301,13 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name, low in (("frames", 2), ("max_tokens", 1), ("concurrency", 1), ("frame_max_pixels", 4 * 28 * 28)):
+    for name, low in (("max_tokens", 1), ("concurrency", 1)):
         if getattr(args, name) < low:
             parser.error(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(args, name)}")
+    try:
+        frame_policy(args)  # a policy VisionConfig refuses is a usage error, found before any request
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.limit is not None and args.limit < 0:
         parser.error(f"--limit must be >= 0, got {args.limit}")
     if not 0.0 <= args.min_graded_accuracy <= 1.0:

@@ -14,6 +14,7 @@ item alone) and must not check leakage itself.
 from __future__ import annotations
 
 import abc
+import argparse
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,15 @@ class TeacherBackend(abc.ABC):
     model_name: str | None = None
     prompt_version: str | None = None
 
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "TeacherBackend":
+        """This backend configured from the service CLI's parsed flags (`ffr.teacher.backend_args`).
+
+        The default suits a backend without settings. One with settings overrides it and raises
+        ValueError (or `ffr.endpoint.KeyFileError`) with a one-line reason naming the flag.
+        """
+        return cls()
+
     @property
     def cache_namespace(self) -> str:
         """Namespace of the service's result cache: results of another model or prompt never match."""
@@ -110,8 +120,3 @@ class AnnotationBackend(TeacherBackend):
     def ready(self) -> bool:
         return True
 
-
-#: name -> backend class; the service CLI builds ``BACKENDS[name]()``.
-BACKENDS: dict[str, type[TeacherBackend]] = {
-    AnnotationBackend.name: AnnotationBackend,
-}

@@ -39,13 +39,13 @@ from typing import Any, Optional
 
 import openai
 
+from ffr.endpoint import frame_policy, read_key_file
 from ffr.leakage import patch_text_fields
 from ffr.patch import EvidencePatch
 from ffr.redact import register_secret
 from ffr.teacher import prompts
 from ffr.teacher.backends import Proposal, TeacherBackend, Usage
-from ffr.teacher.replies import (ReplyError, message_parts, native_tool_calls, parse_patch, parse_text_action,
-                                 strip_markup)
+from ffr.teacher.replies import ReplyError, final_patch, message_parts, native_tool_calls, parse_text_action
 from ffr.teacher.schema import PatchRequestItem
 from ffr.teacher.tools import ToolError, VideoToolbox, image_data_url
 # api_error_type is re-exported: callers name endpoint faults through this module.
@@ -124,6 +124,23 @@ class OpenAITeacher(TeacherBackend):
         self.json_mode = config.json_mode
         self._client: Optional[openai.AsyncOpenAI] = None
         self._semaphore: Optional[asyncio.Semaphore] = None
+
+    @classmethod
+    def from_args(cls, args) -> "OpenAITeacher":
+        """The backend of the service flags (`ffr.teacher.backend_args`): ValueError naming a missing
+        or bad one, `ffr.endpoint.KeyFileError` for an unusable ``--upstream-api-key-file``."""
+        missing = [flag for flag, value in (("--base-url", args.base_url), ("--model", args.model)) if not value]
+        if missing:
+            raise ValueError(f"needs {' and '.join(missing)}")
+        key_file = args.upstream_api_key_file
+        key = read_key_file(key_file, "--upstream-api-key-file") if key_file else None
+        return cls(OpenAITeacherConfig(
+            base_url=args.base_url, model=args.model, api_key=key, protocol=args.protocol, json_mode=args.json_mode,
+            coords=args.box_coords, max_turns=args.max_turns, max_images=args.max_images, max_tokens=args.max_tokens,
+            temperature=args.temperature, top_p=args.top_p, extra_body=args.extra_body,
+            request_timeout_s=args.request_timeout_s, sdk_max_retries=args.sdk_max_retries,
+            max_concurrency=args.max_model_concurrency, max_reply_bytes=args.max_reply_bytes,
+            vision=frame_policy(args)))
 
     @property
     def cache_namespace(self) -> str:
@@ -231,7 +248,7 @@ class OpenAITeacher(TeacherBackend):
         """Parse a final reply; re-ask once on failure, then name the error."""
         conv.messages.append({"role": "assistant", "content": content})
         try:
-            patch = await asyncio.to_thread(_final_patch, content, reasoning, self.config.coords, conv.n_frames)
+            patch = await asyncio.to_thread(final_patch, content, reasoning, self.config.coords, conv.n_frames)
         except ReplyError as exc:
             if reasked:
                 return self._proposal(conv, None, error_type=exc.kind, detail=str(exc))
@@ -336,16 +353,6 @@ class OpenAITeacher(TeacherBackend):
                   detail: Optional[str] = None) -> Proposal:
         return Proposal(patch=patch, turns=conv.turns, detail=detail, error_type=error_type, usage=conv.usage,
                         state=conv)
-
-
-def _final_patch(content: str, reasoning: str, coords: str, n_frames: int) -> EvidencePatch:
-    """The patch of a final reply (content, else the reasoning some parsers leave it in); ReplyError if none."""
-    if not strip_markup(content) and reasoning:
-        try:
-            return parse_patch(reasoning, coords, n_frames)
-        except ReplyError as exc:
-            raise ReplyError("reasoning_only", "the reply holds reasoning but no content") from exc
-    return parse_patch(content, coords, n_frames)
 
 
 def offending_text(patch: EvidencePatch, reason: str) -> str:

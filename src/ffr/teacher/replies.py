@@ -255,3 +255,13 @@ def _short_error(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
         return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:3])
     return str(exc)
+
+
+def final_patch(content: str, reasoning: str, coords: str, n_frames: int) -> EvidencePatch:
+    """The patch of a final reply (content, else the reasoning some parsers leave it in); ReplyError if none."""
+    if not strip_markup(content) and reasoning:
+        try:
+            return parse_patch(reasoning, coords, n_frames)
+        except ReplyError as exc:
+            raise ReplyError("reasoning_only", "the reply holds reasoning but no content") from exc
+    return parse_patch(content, coords, n_frames)

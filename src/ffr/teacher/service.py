@@ -19,8 +19,9 @@ head read timeout, and a cap on open connections.
 
 CLI: ``python -m ffr.teacher.service --backend annotation --allowed-root DIR``. Binding an
 address other than loopback needs ``--api-key-file`` (or an explicit ``--insecure-no-key``).
-Every key the service reads is registered with `ffr.redact`, so its detail fields and log
-lines never carry one.
+Every key the service reads (``--api-key-file``, ``--upstream-api-key-file``,
+``--judge-api-key-file``) goes through `ffr.endpoint.read_key_file`, which registers it with
+`ffr.redact`, so its detail fields and log lines never carry one.
 """
 from __future__ import annotations
 
@@ -36,8 +37,9 @@ import time
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request
 
+from ffr.endpoint import KeyFileError, read_key_file
 from ffr.redact import register_secret
-from ffr.teacher.backend_args import BACKEND_NAMES, add_backend_args, build_backend, build_judge, read_key
+from ffr.teacher.backend_args import add_backend_args, build_backend, build_service_judge
 from ffr.teacher.backends import TeacherBackend
 from ffr.teacher.cache import ResultCache
 from ffr.teacher.guard import LeakGuard
@@ -199,9 +201,6 @@ def create_app(backend: TeacherBackend, allowed_root: str, api_key: str | None =
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m ffr.teacher.service", description="FFR teacher patch service")
-    p.add_argument("--backend", choices=BACKEND_NAMES, default="annotation",
-                   help="annotation: patches from the data's evidence fields; openai: a tool-using VLM behind "
-                        "an OpenAI-compatible endpoint (flags below)")
     p.add_argument("--host", default="127.0.0.1",
                    help="bind address (loopback by default; any other needs --api-key-file or --insecure-no-key)")
     p.add_argument("--insecure-no-key", action="store_true",
@@ -232,8 +231,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    api_key = read_key(args.api_key_file)
-    register_secret(api_key)
+    try:
+        api_key = read_key_file(args.api_key_file, "--api-key-file") if args.api_key_file else None
+    except KeyFileError as exc:
+        raise SystemExit(str(exc)) from exc
     if api_key is None and args.host not in LOOPBACK:
         if not args.insecure_no_key:
             raise SystemExit(f"refusing to serve on {args.host} without --api-key-file: anyone who can reach it "
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(backend, args.allowed_root, api_key=api_key, max_items=args.max_items,
                      max_body_bytes=args.max_body_bytes, item_timeout_s=args.item_timeout_s,
                      cache_size=args.cache_size, read_timeout_s=args.read_timeout_s, cache_file=args.cache_file,
-                     judge=build_judge(args), regenerate_leaks=args.regenerate_leaks,
+                     judge=build_service_judge(args), regenerate_leaks=args.regenerate_leaks,
                      max_timestamps=args.max_timestamps)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
                 **server_settings(app, args.keep_alive_s, args.max_connections))
