@@ -204,3 +204,14 @@ def test_mined_and_audit_inputs_without_a_run_folder(run_dir, tmp_path, capsys):
     assert [d["o"] for d in data] == ["mined"] and "No thumbnails: frames not decoded" in data[0]["h"]
     assert "No metrics.jsonl among the inputs" in out.read_text()
     assert main([str(tmp_path / "nope.jsonl")]) == 2
+
+
+def test_odd_lines_still_get_a_card(tmp_path):
+    log = tmp_path / "odd.jsonl"
+    log.write_text(json.dumps({"step": "x", "timestamps": "abc", "video_path": 5, "patch": {"bad": 1}}) + "\n[]\n\n")
+    out = tmp_path / "odd.html"
+    assert main([str(log), "--out", str(out)]) == 0
+    data = _data(out)
+    assert [(d["o"], d["s"]) for d in data] == [("no_patch", None), ("no_patch", None)]
+    assert all("Line not usable by the audit" in d["h"] for d in data)
+    assert "No thumbnails: no video path logged" in data[0]["h"]

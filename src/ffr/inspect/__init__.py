@@ -1,6 +1,6 @@
 """Patch inspector: one static HTML page showing what the teacher did for each request of a run.
 
-    python -m ffr.inspect RUN_DIR [--out report.html] [--page-size 50] [--no-frames]
+    python -m ffr.inspect RUN_DIR [--out report.html] [--no-frames] [--thumb-size 192]
     python -m ffr.inspect mined.jsonl other/patch_log/rank0.jsonl --out report.html
 
 Inputs: a training ``output_dir`` (its ``patch_log/rank*.jsonl``, ``metrics.jsonl`` for
@@ -89,6 +89,14 @@ def read_lines(paths: Iterable[str | Path]) -> list[LogLine]:
             except BadLine as exc:
                 out.append(LogLine(where, _json_object(text), None, str(exc)))
     return out
+
+
+def log_times(row: Optional[dict]) -> list[float]:
+    """The line's frame times in seconds; [] when absent or not a list of numbers (a bad line)."""
+    try:
+        return [float(t) for t in (row or {}).get("timestamps") or []]
+    except (TypeError, ValueError):
+        return []
 
 
 def _audited(text: str, where: str) -> LogLine:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from html import escape
 from typing import Optional
 
-from ffr.inspect import LogLine
+from ffr.inspect import LogLine, log_times
 from ffr.inspect.frames import Thumbs
 from ffr.inspect.geometry import FrameMark, frame_marks, key_range_label, out_of_range
 from ffr.patch import EvidencePatch, render_evidence_block
@@ -43,7 +43,7 @@ def card_html(line: LogLine, thumbs: Thumbs, visual_context: bool = True) -> str
     """The card of one log line (see the module docstring for the markup contract)."""
     row = line.row or {}
     patch = line.entry.patch if line.entry is not None else None
-    timestamps = [float(t) for t in row.get("timestamps") or []]
+    timestamps = log_times(row)
     cls = line.outcome_class
     step = row.get("step")
     parts = [
@@ -133,7 +133,7 @@ def _patch_section(row: dict, patch: Optional[EvidencePatch], timestamps: list[f
         block = render_evidence_block(patch, timestamps, visual_context=visual_context, frame_size=size)
         evidence = f'<pre class="evidence">{_e(block)}</pre>'
     except ValueError as exc:  # what the trainer logged as invalid_patch: the student never read a block
-        evidence = f'<p class="problem">No evidence block: {_e(exc)}</p>'
+        evidence = f'<p class="problem">Evidence block not rendered: {_e(exc)}</p>'
     return (f'<section class="patch"><h4>Patch</h4><table>{rows}</table>'
             f'<h4>Evidence block (as the student read it)</h4>{evidence}</section>')
 

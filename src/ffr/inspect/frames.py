@@ -50,7 +50,7 @@ class FrameStore:
         """Decode every video of `requests` ((video_path, timestamps) pairs) once; errors are kept per video."""
         wanted: dict[str, set[float]] = {}
         for path, times in requests:
-            if path:
+            if isinstance(path, str) and path:
                 wanted.setdefault(path, set()).update(float(t) for t in times)
         self.folder.mkdir(parents=True, exist_ok=True)
         for path, times in wanted.items():
@@ -60,9 +60,9 @@ class FrameStore:
                 self._errors[path] = str(exc)
                 logger.warning("no thumbnails for %s: %s", path, exc)
 
-    def thumbs(self, path: Optional[str], timestamps: list[float]) -> Thumbs:
+    def thumbs(self, path, timestamps: list[float]) -> Thumbs:
         """Thumbnails of one request (prefetch first); an error when the video was not decoded."""
-        if not path:
+        if not isinstance(path, str) or not path:
             return Thumbs([], None, "no video path logged")
         if path in self._errors:
             return Thumbs([], None, self._errors[path])

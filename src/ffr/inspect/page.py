@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Optional
 
 from ffr.audit import fix_table, leak_table
-from ffr.inspect import OUTCOME_CLASSES, LogLine, RunInputs, config_value, read_lines
+from ffr.inspect import OUTCOME_CLASSES, LogLine, RunInputs, config_value, log_times, read_lines
 from ffr.inspect.assets import CSS, JS
 from ffr.inspect.cards import OUTCOME_LABELS, card_html
-from ffr.inspect.frames import FrameStore, Thumbs, vision_config
+from ffr.inspect.frames import FrameStore, vision_config
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +58,12 @@ def build_report(inputs: RunInputs, out: Path, frames: bool = True, max_side: in
     lines = read_lines(inputs.logs)
     store = FrameStore(files, files.name, vision_config(inputs.run_config), max_side=max_side)
     if frames:
-        store.prefetch((ln.row.get("video_path"), ln.row.get("timestamps") or []) for ln in lines if ln.row)
+        store.prefetch((ln.row.get("video_path"), log_times(ln.row)) for ln in lines if ln.row)
     visual_context = bool(config_value(inputs.run_config, "ffr_visual_context", True))
     data = []
     for ln in lines:
         row = ln.row or {}
-        thumbs = store.thumbs(row.get("video_path"), [float(t) for t in row.get("timestamps") or []]) \
-            if frames else Thumbs([], None, "frames not decoded (--no-frames)")
+        thumbs = store.thumbs(row.get("video_path"), log_times(row))
         step = row.get("step")
         data.append({"o": ln.outcome_class, "l": int(bool(ln.audit_leak)), "t": ln.error_types,
                      "s": step if isinstance(step, int) else None, "h": card_html(ln, thumbs, visual_context)})
