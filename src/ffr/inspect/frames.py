@@ -17,6 +17,7 @@ from typing import Iterable, Optional
 
 from PIL import Image
 
+from ffr.inspect import config_value
 from ffr.inspect.geometry import nearest_frames
 from r1v.vision import FRAME_EXTS, VisionConfig, load_frames_at, load_image
 
@@ -95,8 +96,6 @@ class FrameStore:
 
 def vision_config(run_config: dict) -> VisionConfig:
     """The run's frame policy from run_config.json (any section holding the fields); defaults otherwise."""
-    from ffr.inspect import config_value
-
     fields = {}
     for name in ("fps", "min_frames", "max_frames", "video_min_pixels", "video_max_pixels", "image_min_pixels",
                  "image_max_pixels", "patch_factor"):
