@@ -44,7 +44,8 @@ setup(
     description="FFR (Find, Fix, Reason): teacher-patched GRPO for video reasoning, on an R1-V trainer",
     python_requires=">=3.10",
     package_dir={"": "src", "eval": "eval"},
-    packages=["r1v", "r1v.trainer", "r1v.prepare", "r1v.toy", "ffr", "ffr.teacher", "eval", "eval.benchmarks"],
+    packages=["r1v", "r1v.trainer", "r1v.prepare", "r1v.toy", "ffr", "ffr.teacher", "ffr.inspect", "eval",
+              "eval.benchmarks"],
     install_requires=CORE,
     extras_require=EXTRAS,
 )

@@ -6,7 +6,8 @@
 #   2. the teacher service starts on loopback with the annotation backend (patches from the
 #      data's evidence); it is stopped when the script exits, also on failure;
 #   3. FFR trains the student for a few steps (same code path as the 8-GPU paper runs) and the
-#      FFR metrics are printed, with the paper's Fig. 4 drawn as a PNG;
+#      FFR metrics are printed, with the paper's Fig. 4 drawn as a PNG and the patch inspector
+#      (one HTML page of every teacher request) written, its path printed;
 #   4. the trained checkpoint is evaluated on small fixtures of all eight benchmarks and
 #      tabulated like the paper's Table 2.
 # Hardware: any CPU (2 cores is enough). Outputs go to $DEMO_OUT (default: ./demo_out).
@@ -61,6 +62,8 @@ for r in rows:
     print(" | ".join(f"{r[k]:.3g}" if isinstance(r.get(k), float) else str(r.get(k, "-")) for k in keys))
 PYEOF
 "$PY" -m ffr.plot "$OUT/ffr"
+# The patch inspector: one static page with every teacher request (frames, boxes, evidence, answers).
+"$PY" -m ffr.inspect "$OUT/ffr" --out "$OUT/ffr/patch_inspector.html"
 
 echo "== 4/4 evaluation of the trained checkpoint on the eight benchmark fixtures =="
 "$PY" -m eval.fixtures --out "$OUT/eval_data" > /dev/null
@@ -68,4 +71,5 @@ MODEL_PATH="$OUT/ffr" LABEL="tiny-ffr-demo" OUT_DIR="$OUT/eval" EVAL_DATA_DIR="$
   PYTHON="$PY" NPROC=1 BATCH_SIZE=4 FRAMES=4 MAX_PIXELS=3136 \
   bash eval/run_all.sh --max-new-tokens 24 --log-level WARNING
 echo "Demo finished in $(( $(date +%s) - start )) s. Outputs: $OUT (checkpoint: $OUT/ffr, patch log: $OUT/ffr/patch_log," \
-  "Fig. 4: $OUT/ffr/fig4_intervention.png, report: $OUT/eval/report/table2.md)"
+  "Fig. 4: $OUT/ffr/fig4_intervention.png, patch inspector: $OUT/ffr/patch_inspector.html," \
+  "report: $OUT/eval/report/table2.md)"
