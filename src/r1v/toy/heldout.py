@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from transformers import GenerationConfig
 
 from r1v.answers import format_ok
 from r1v.inputs import encode_prompts, patch_factor_of
@@ -47,7 +48,11 @@ class HeldOut:
         gen = SamplingParams(max_new_tokens=max_new_tokens, do_sample=False).to_generation_config(
             tokenizer.pad_token_id, eos, [])
         device = next(model.parameters()).device
-        was_training = model.training
+        was_training, saved_config = model.training, model.generation_config
+        # transformers fills unset decoding fields from the model's own generation config (the real
+        # checkpoints' near-greedy sampling defaults): keep only its token ids while evaluating.
+        model.generation_config = GenerationConfig(
+            **{k: getattr(saved_config, k, None) for k in ("bos_token_id", "eos_token_id", "pad_token_id")})
         model.eval()
         scores, formats, tokens = [], [], 0
         try:
@@ -62,6 +67,7 @@ class HeldOut:
                     formats.append(float(format_ok(text)))
         finally:
             model.train(was_training)
+            model.generation_config = saved_config
         by = defaultdict(list)
         for rec, s in zip(self.records, scores):
             by[rec.get("data_source", "all")].append(s)
