@@ -19,8 +19,9 @@ Rules for variants of the trainer (each a subclass overriding stages), so that v
 
 * every stage override calls ``super()`` for its stage and works on what it returns:
   ``generate_completions`` extends or replaces rows of ``super().generate_completions(...)``
-  with :func:`concat_rollouts` / ``select`` (never builds a RolloutBatch from scratch, which
-  would drop the fields set below it); ``combine_rewards(rollouts, columns=None)`` returns
+  with :func:`concat_rollouts` / ``select`` (new rows come from the trainer's
+  ``make_rollouts(prompts, ids, group_ids=..., source=...)``; rebuilding the returned batch
+  field by field would drop the fields set below it); ``combine_rewards(rollouts, columns=None)`` returns
   ``super().combine_rewards(rollouts, columns)`` plus its own terms, and a variant that
   replaces some reward functions by its own scalar (FFR: accuracy and format by the RIR
   scalar) passes the remaining ``columns`` to ``super()`` instead of summing them itself;
@@ -33,7 +34,9 @@ Rules for variants of the trainer (each a subclass overriding stages), so that v
   re-index it), so a variant sets it after its last change of rows (FFR: on the chosen rows);
 * the loss is changed by overriding the trainer's ``surrogate()`` with a ``Surrogate`` whose
   subclass replaces one piece (ratio, shape or clip); stacked variants subclass each other's
-  surrogate rather than the loss function.
+  surrogate rather than the loss function;
+* extra ``generate`` calls follow the trainer's ZeRO-3 rule: the ranks agree whether the
+  round happens, and a rank without rows for it makes a dummy call (``run_dummy_generate``).
 """
 from __future__ import annotations
 
