@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from ffr.teacher.schema import PatchRequestItem
 from r1v.answers import extract_answer
 from r1v.prompts import build_question_text
-from r1v.trainer.batch import RolloutBatch
+from r1v.trainer.batch import RolloutBatch, concat_rollouts
 
 
 def check_distributed_limits(args, num_processes: int, zero_stage: int) -> None:
@@ -31,31 +31,15 @@ def check_distributed_limits(args, num_processes: int, zero_stage: int) -> None:
 def assemble_chosen(first: RolloutBatch, second: Optional[RolloutBatch], rows: list[int]) -> RolloutBatch:
     """Rows of ``first`` (index < N) or ``second`` (index N + j), each with its OWN prompt (Eq. 10).
 
-    Completions are right-padded to the longer of the two rounds (mask 0 on padding); the
-    rewards and validity of the chosen rollout come along. With no second round (or no
-    row taken from it) ``first`` is returned as is.
+    ``concat_rollouts`` then ``select``: completions are right-padded to the longer of the
+    two rounds (mask 0 on padding) and every per-row field of the chosen rollout (rewards,
+    validity, group id, source) comes along. With no second round (or no row taken from it)
+    ``first`` is returned as is.
     """
     n = len(first.completions_text)
     if second is None or all(r < n for r in rows):
         return first
-    width = max(first.completion_ids.shape[1], second.completion_ids.shape[1])
-    pad = first.prompts.pad_token_id
-
-    def right_pad(t: torch.Tensor, value: int) -> torch.Tensor:
-        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
-
-    ids = torch.cat([right_pad(first.completion_ids, pad), right_pad(second.completion_ids, pad)])
-    mask = torch.cat([right_pad(first.completion_mask, 0), right_pad(second.completion_mask, 0)])
-    idx = torch.tensor(rows, dtype=torch.long)
-    texts = first.completions_text + second.completions_text
-    prompts = first.prompts.concat(second.prompts).select(rows)
-    return RolloutBatch(
-        prompts=prompts,
-        completion_ids=ids[idx.to(ids.device)], completion_mask=mask[idx.to(mask.device)],
-        completions_text=[texts[r] for r in rows],
-        rewards=torch.cat([first.rewards, second.rewards])[idx.to(first.rewards.device)],
-        valid=torch.cat([first.valid, second.valid])[idx.to(first.valid.device)],
-    )
+    return concat_rollouts(first, second).select(rows)
 
 
 def gold_answer(record: dict) -> str:

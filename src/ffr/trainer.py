@@ -62,7 +62,7 @@ from ffr.teacher.client import TeacherClient
 from ffr.teacher.schema import PatchRequestItem, PatchResult
 from r1v.answers import extract_answer
 from r1v.rollout import generate_rollouts
-from r1v.trainer.batch import PromptBatch, RolloutBatch
+from r1v.trainer.batch import PromptBatch, RolloutBatch, RowSource
 from r1v.trainer.grpo_trainer import Qwen2VLGRPOTrainer
 
 logger = logging.getLogger(__name__)
@@ -238,7 +238,10 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
             self.run_dummy_generate()
             return None
         batch = self.encode_patched(first, patched)
-        second = self.make_rollouts(batch, self.generate_second_round(batch))
+        # Each patched rollout joins the group of the first-pass rollout it repairs.
+        groups = first.group_ids[torch.tensor([rep.row for rep in patched], device=first.group_ids.device)]
+        second = self.make_rollouts(batch, self.generate_second_round(batch), group_ids=groups,
+                                    source=RowSource.PATCHED)
         second.rewards = self.score_completions(second)
         return second
 
@@ -298,16 +301,24 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
         return torch.zeros(rewards.shape[0]) if j is None else rewards[:, j].float().cpu()
 
     # ------------------------------------------------------------------ stage 3: reward
-    def combine_rewards(self, rollouts: RolloutBatch) -> torch.Tensor:
-        """RIR scalar s_i (Eq. 8) plus weighted non-accuracy/format rewards of the chosen rollout."""
+    def combine_rewards(self, rollouts: RolloutBatch, columns: Optional[list[int]] = None) -> torch.Tensor:
+        """RIR scalar s_i (Eq. 8) plus the base's weighted sum of the other rewards of the chosen rollout.
+
+        The RIR scalar stands for the accuracy and format columns: it is included when ``columns``
+        is None or holds accuracy; every other requested column goes to ``super()``.
+        """
         if not self.ffr_enabled:
-            return super().combine_rewards(rollouts)
+            return super().combine_rewards(rollouts, columns)
         info = rollouts.extras["ffr"]
-        s = rir_scalar(info["first_acc"], info["patched_acc"], info["chosen"], info["first_fmt"], info["patched_fmt"],
-                       patch_tax=self.args.ffr_patch_tax, format_weight=self.args.ffr_format_weight)
-        if self._others:
-            other = rollouts.rewards[:, self._others].float().cpu()
-            s = s + (other * self.reward_weights[self._others]).sum(dim=1)
+        if columns is None or self._acc in columns:
+            s = rir_scalar(info["first_acc"], info["patched_acc"], info["chosen"], info["first_fmt"],
+                           info["patched_fmt"], patch_tax=self.args.ffr_patch_tax,
+                           format_weight=self.args.ffr_format_weight)
+        else:
+            s = torch.zeros(rollouts.rewards.shape[0])
+        rest = [j for j in self._others if columns is None or j in columns]
+        if rest:
+            s = s + super().combine_rewards(rollouts, rest).float().cpu()
         return s.to(rollouts.rewards.device)
 
     # ------------------------------------------------------------------ metrics and logs

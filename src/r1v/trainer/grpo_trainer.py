@@ -6,14 +6,14 @@ One optimizer step on a batch of B prompts per device (paper Eq. 1-2, 9-11):
     -> compute_advantages -> compute_old_and_ref_logps   (once per generated batch)
     -> compute_loss                                       (num_iterations times)
 
-A subclass overrides one stage (FFR overrides generation and reward combination).
+A subclass overrides one stage (FFR overrides generation and reward combination); the
+rules that let such variants stack are in the docstring of ``r1v.trainer.batch``.
 Every rank runs the same stages with the same number of ``generate`` calls and
 forwards, which is what keeps DeepSpeed ZeRO-3 from deadlocking.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from typing import Any, Callable, Optional, Union
@@ -27,12 +27,16 @@ from r1v.config import GRPOConfig
 from r1v.inputs import encode_prompts, make_dummy_visual, patch_factor_of, vision_token_ids
 from r1v.prompts import build_prompt_text
 from r1v.rollout import SamplingParams, dummy_generate, generate_rollouts, per_token_logps
-from r1v.trainer.batch import PromptBatch, RolloutBatch
+from r1v.trainer.batch import PromptBatch, RolloutBatch, RowSource
 from r1v.trainer.checkpoints import AtomicCheckpointMixin
-from r1v.trainer.grpo_math import all_reduce_sum, completion_mask_from_eos, group_advantages, grpo_loss
+from r1v.trainer.grpo_math import (
+    RowContext, Surrogate, advantages_by_group, all_reduce_sum, completion_mask_from_eos, contiguous_group_ids,
+    surrogate_loss,
+)
 from r1v.trainer.utils import (
     MetricStore, RecordDataset, RepeatBlockSampler, SkipMonitor, StageTimer, gather_object_list, identity_collator,
-    load_student, merge_metric_states, prepare_deepspeed_reference, prepare_student,
+    load_student, merge_metric_states, prepare_deepspeed_reference, prepare_student, rollout_reward_metrics,
+    completion_samples, write_jsonl,
 )
 from r1v.vision import VisionConfig, load_image, load_video
 
@@ -230,23 +234,27 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
 
     # ------------------------------------------------------------------ stage 2: generate
     def generate_completions(self, prompts: PromptBatch) -> RolloutBatch:
-        """G sampled rollouts per prompt; rows of the result are group-major (B*G)."""
+        """G sampled rollouts per prompt; rows of the result are group-major (B*G), group id = prompt row."""
         completion_ids = generate_rollouts(
             self.model_wrapped, self.accelerator, prompts.model_inputs(), self.sampling, self.pad_token_id,
             self.eos_token_ids, self.suppress_ids, gather_weights=self.args.ds3_gather_for_generation,
         )
         rows = torch.arange(len(prompts)).repeat_interleave(self.num_generations)
-        return self.make_rollouts(prompts.select(rows), completion_ids)
+        return self.make_rollouts(prompts.select(rows), completion_ids, group_ids=rows)
 
-    def make_rollouts(self, prompts: PromptBatch, completion_ids: torch.Tensor) -> RolloutBatch:
-        """Mask each completion after its first EOS, decode it and attach row validity."""
+    def make_rollouts(self, prompts: PromptBatch, completion_ids: torch.Tensor, group_ids: Optional[torch.Tensor] = None,
+                      source: RowSource = RowSource.ON_POLICY) -> RolloutBatch:
+        """Mask each completion after its first EOS, decode it and attach row validity, group ids
+        (R,) long (None: not set) and one ``source`` for every row."""
         mask = completion_mask_from_eos(completion_ids, self.eos_token_ids)
         valid = torch.tensor([m["valid"] for m in prompts.meta], dtype=torch.bool, device=mask.device)
         mask = mask * valid.unsqueeze(1).to(mask.dtype)
         self.generated_tokens += int(mask.sum())
         texts = self.processing_class.batch_decode(completion_ids * mask + self.pad_token_id * (1 - mask),
                                                    skip_special_tokens=True)
-        return RolloutBatch(prompts, completion_ids, mask, texts, valid=valid)
+        return RolloutBatch(prompts, completion_ids, mask, texts, valid=valid,
+                            group_ids=None if group_ids is None else group_ids.to(mask.device),
+                            source=torch.full_like(valid, int(source), dtype=torch.long))
 
     def run_dummy_generate(self) -> None:
         """Match another rank's extra ``generate`` call without producing rollouts (ZeRO-3 rule)."""
@@ -272,16 +280,19 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
         out[~rollouts.valid.cpu()] = 0.0
         return out.to(self.accelerator.device)
 
-    def combine_rewards(self, rollouts: RolloutBatch) -> torch.Tensor:
-        """Scalar reward per rollout (N,): the weighted sum of reward functions (Eq. 1)."""
-        return (rollouts.rewards * self.reward_weights.to(rollouts.rewards.device)).sum(dim=1)
+    def combine_rewards(self, rollouts: RolloutBatch, columns: Optional[list[int]] = None) -> torch.Tensor:
+        """Scalar reward per rollout (N,): the weighted sum of the reward functions (Eq. 1), of those
+        at indices ``columns`` when given (a variant that replaces the others passes the rest here)."""
+        if columns is None:
+            return (rollouts.rewards * self.reward_weights.to(rollouts.rewards.device)).sum(dim=1)
+        return (rollouts.rewards[:, columns] * self.reward_weights[columns].to(rollouts.rewards.device)).sum(dim=1)
 
     # ------------------------------------------------------------------ stage 4: advantages
     def compute_advantages(self, rollouts: RolloutBatch) -> torch.Tensor:
-        """Standardised advantages (N,) of the scalar rewards (Eq. 2 / Eq. 9); scope 'batch'
-        all-reduces mean/std over every rank's rollouts (every rank runs this stage)."""
-        return group_advantages(rollouts.extras["reward"], self.num_generations, self.args.advantage_scope,
-                                self.args.advantage_eps, reduce_sum=all_reduce_sum)
+        """Standardised advantages (N,) of the scalar rewards within each group id (Eq. 2 / Eq. 9); scope
+        'batch' all-reduces mean/std over every rank's rollouts (every rank runs this stage)."""
+        return advantages_by_group(rollouts.reward, rollouts.group_ids, self.args.advantage_scope,
+                                   self.args.advantage_eps, reduce_sum=all_reduce_sum)
 
     # ------------------------------------------------------------------ stage 5: log-probs
     def compute_old_and_ref_logps(self, rollouts: RolloutBatch) -> None:
@@ -305,7 +316,7 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
         with self.timer("score"):
             if rollouts.rewards is None:
                 rollouts.rewards = self.score_completions(rollouts)
-            rollouts.extras["reward"] = self.combine_rewards(rollouts)
+            rollouts.reward = self.combine_rewards(rollouts)
             rollouts.advantages = self.compute_advantages(rollouts)
         with self.timer("logps_old_ref"):
             self.compute_old_and_ref_logps(rollouts)
@@ -330,9 +341,10 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
         rollouts = inputs
         with self.timer("policy_forward"):
             logps = per_token_logps(model, rollouts.forward_inputs(), rollouts.completion_ids, self.args.temperature)
-            out = grpo_loss(
+            out = surrogate_loss(
                 logps, rollouts.old_per_token_logps, rollouts.ref_per_token_logps, rollouts.advantages,
-                rollouts.completion_mask, self.args.beta, self.args.epsilon, self.args.epsilon_high, self.args.loss_type,
+                rollouts.completion_mask, self.args.beta, self.surrogate(),
+                RowContext(rollouts.source, rollouts.behaviour_logps), self.args.loss_type,
                 max_completion_length=self.args.max_completion_length,
             )
         if out.kl is not None:
@@ -341,35 +353,25 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
         self.metrics.add("ratio_mean", out.ratio_mean.item())
         return out.loss
 
+    def surrogate(self) -> Surrogate:
+        """Pieces of the per-token objective (ratio, shape, clip); a variant returns a subclass."""
+        return Surrogate(self.args.epsilon, self.args.epsilon_high)
+
     # ------------------------------------------------------------------ metrics and logs
     def record_rollout_metrics(self, rollouts: RolloutBatch) -> None:
         """Rewards per function, reward std, zero-std groups, completion lengths, timings."""
-        g = self.num_generations
+        # extras["reward"] is where ``reward`` is stored; reading it there, and taking the plain layout
+        # of groups of G when there are no ids, lets any object with RolloutBatch's attributes be passed.
         reward = rollouts.extras["reward"].float()
-        # Skipped prompts (placeholders, valid=False) score 0 by construction: they would drag the
-        # reward means down and count as zero-std groups, so every statistic below excludes them.
-        valid = rollouts.valid.to(reward.device)
-        n_valid = int(valid.sum())
-        if n_valid:
-            for j, name in enumerate(self.reward_names):
-                self.metrics.add(f"rewards/{name}", rollouts.rewards[valid, j].float().mean().item(), n_valid)
-            self.metrics.add("reward", reward[valid].mean().item(), n_valid)
-            lengths = rollouts.completion_mask.sum(dim=1).float()[valid]
-            self.metrics.add("completion_length", lengths.mean().item(), n_valid)
-            truncated = (lengths >= rollouts.completion_ids.shape[1]).float()
-            self.metrics.add("completions/truncated_frac", truncated.mean().item(), n_valid)
-        group_valid = valid.view(-1, g).all(dim=1)
-        if group_valid.any():
-            group_std = reward.view(-1, g)[group_valid].std(dim=1)
-            n_groups = int(group_valid.sum())
-            self.metrics.add("reward_std", group_std.mean().item(), n_groups)
-            self.metrics.add("frac_reward_zero_std", (group_std < 1e-6).float().mean().item(), n_groups)
+        ids = getattr(rollouts, "group_ids", None)
+        if ids is None:
+            ids = contiguous_group_ids(reward.numel(), self.num_generations, reward.device)
+        for name, value, weight in rollout_reward_metrics(reward, rollouts.rewards, rollouts.valid,
+                                                          rollouts.completion_mask, ids, self.reward_names):
+            self.metrics.add(name, value, weight)
         self.metrics.add_many(self.timer.pop())
-        self._last_samples = [
-            {"problem_id": m["record"].get("problem_id"), "prompt": m["prompt_text"], "completion": text,
-             "reward": float(r), **{f"rewards/{n}": float(rollouts.rewards[i, j]) for j, n in enumerate(self.reward_names)}}
-            for i, (m, text, r) in enumerate(zip(rollouts.prompts.meta, rollouts.completions_text, reward.tolist()))
-        ][: self.args.num_completions_to_print]
+        self._last_samples = completion_samples(rollouts.prompts.meta, rollouts.completions_text, reward,
+                                                rollouts.rewards, self.reward_names, self.args.num_completions_to_print)
 
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         """Add the stage metrics (averaged over steps and ranks) to the Trainer's logs."""
@@ -378,16 +380,9 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
         self.metrics.clear()
         logs = {**logs, **merge_metric_states(states)}
         if self.args.log_completions and self.accelerator.is_main_process and self._last_samples:
-            self._dump_completions()
+            write_jsonl(os.path.join(self.args.output_dir, "completions", f"step_{self.state.global_step:06d}.jsonl"),
+                        self._last_samples)
         super().log(logs, start_time)
-
-    def _dump_completions(self) -> None:
-        folder = os.path.join(self.args.output_dir, "completions")
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"step_{self.state.global_step:06d}.jsonl")
-        with open(path, "w") as f:
-            for row in self._last_samples:
-                f.write(json.dumps(row) + "\n")
 
 
 def _is_image(visual: Any) -> bool:

@@ -203,19 +203,27 @@ class TGRPOTrainer(Qwen2VLGRPOTrainer):
         ids = generate_rollouts(self.model_wrapped, self.accelerator, batch.model_inputs(), self._shuffled_sampling,
                                 self.pad_token_id, self.eos_token_ids, self.suppress_ids,
                                 gather_weights=self.args.ds3_gather_for_generation)
-        expanded = batch.select(torch.arange(len(rows)).repeat_interleave(self._shuffled_sampling.num_return_sequences))
-        shuffled = self.make_rollouts(expanded, ids)
+        per_prompt = self._shuffled_sampling.num_return_sequences
+        expanded = batch.select(torch.arange(len(rows)).repeat_interleave(per_prompt))
+        shuffled = self.make_rollouts(expanded, ids, group_ids=torch.tensor(rows).repeat_interleave(per_prompt))
         shuffled.rewards = self.score_completions(shuffled)
         return shuffled
 
     # ------------------------------------------------------------------ stage 3: reward
-    def combine_rewards(self, rollouts: RolloutBatch) -> torch.Tensor:
-        """Weighted sum (base) + accuracy weight x temporal bonus + length bonus; see the module docstring."""
-        reward = super().combine_rewards(rollouts)
-        if self._acc is None:
+    def combine_rewards(self, rollouts: RolloutBatch, columns: Optional[list[int]] = None) -> torch.Tensor:
+        """Weighted sum (base) + accuracy weight x temporal bonus + length bonus; see the module docstring.
+
+        The bonuses are paid on the G on-policy rollouts of each group (``on_policy_rows``; group k
+        in ascending id order is prompt row k, which ``extras['tgrpo']['video_rows']`` indexes);
+        other rows get the base sum only. Both bonuses belong to the accuracy reward, so they are
+        left out when ``columns`` is given without it.
+        """
+        reward = super().combine_rewards(rollouts, columns)
+        if self._acc is None or (columns is not None and self._acc not in columns):
             return reward
         g = self.num_generations
-        acc = rollouts.rewards[:, self._acc].float().cpu().view(-1, g)
+        idx = rollouts.on_policy_rows(g)
+        acc = rollouts.rewards[:, self._acc].float().cpu()[idx]
         extra = torch.zeros_like(acc)
         info = rollouts.extras.get("tgrpo")
         if info is not None:
@@ -224,7 +232,7 @@ class TGRPOTrainer(Qwen2VLGRPOTrainer):
                                             self.args.temporal_ratio, self.args.accuracy_threshold)
             extra[rows] += float(self.reward_weights[self._acc]) * bonus
             # Metrics over the prompts that were not skipped (a placeholder scores 0 ordered and shuffled).
-            valid = rollouts.valid.cpu().view(-1, g).all(dim=1)[rows]
+            valid = rollouts.valid.cpu()[idx].all(dim=1)[rows]
             n = int(valid.sum())
             if n:
                 self.metrics.add("tgrpo/temporal_applied", applied[valid].float().mean().item(), n)
@@ -232,9 +240,11 @@ class TGRPOTrainer(Qwen2VLGRPOTrainer):
                 self.metrics.add("tgrpo/shuffled_accuracy", info["shuffled_acc"][valid].mean().item(), n)
                 self.metrics.add("tgrpo/temporal_bonus", bonus[valid].mean().item(), n)
         if self.args.len_control:
-            lengths = rollouts.completion_mask.sum(dim=1).cpu().view(-1, g)
+            lengths = rollouts.completion_mask.sum(dim=1).cpu()[idx]
             bonus = length_bonus(acc, lengths, self.args.len_control_bonus, self.args.len_control_min_tokens,
                                  self.args.len_control_max_tokens, self.args.accuracy_threshold)
             extra += bonus
             self.metrics.add("tgrpo/len_bonus", bonus.mean().item())
-        return reward + extra.flatten().to(reward.device)
+        per_row = torch.zeros(reward.shape[0])
+        per_row[idx.flatten()] = extra.flatten()
+        return reward + per_row.to(reward.device)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
+import os
 import time
 from collections import defaultdict
 from typing import Any, Iterator, Optional
@@ -11,6 +13,8 @@ from typing import Any, Iterator, Optional
 import torch
 from torch.utils.data import Dataset, Sampler
 from transformers import AutoModelForImageTextToText
+
+from r1v.trainer.grpo_math import group_stats
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +159,57 @@ class MetricStore:
     def clear(self) -> None:
         self.sums.clear()
         self.counts.clear()
+
+
+def rollout_reward_metrics(reward: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor,
+                           completion_mask: torch.Tensor, group_ids: torch.Tensor,
+                           reward_names: list[str]) -> list[tuple[str, float, int]]:
+    """(name, mean, weight) of the reward and length statistics of one generated batch.
+
+    reward: (N,) scalar reward; rewards: (N, F) per function; valid: (N,) bool;
+    completion_mask: (N, C); group_ids: (N,) long. Skipped prompts (placeholders,
+    valid=False) score 0 by construction: they would drag the reward means down and count as
+    zero-std groups, so every statistic excludes them (a group counts only when all its rows are valid).
+    """
+    out: list[tuple[str, float, int]] = []
+    valid = valid.to(reward.device)
+    n_valid = int(valid.sum())
+    if n_valid:
+        for j, name in enumerate(reward_names):
+            out.append((f"rewards/{name}", rewards[valid, j].float().mean().item(), n_valid))
+        out.append(("reward", reward[valid].mean().item(), n_valid))
+        lengths = completion_mask.sum(dim=1).float()[valid]
+        out.append(("completion_length", lengths.mean().item(), n_valid))
+        truncated = (lengths >= completion_mask.shape[1]).float()
+        out.append(("completions/truncated_frac", truncated.mean().item(), n_valid))
+    inverse, _, std = group_stats(reward, group_ids)
+    invalid_rows = torch.zeros(std.numel(), device=reward.device).index_add_(0, inverse, (~valid).float())
+    group_valid = invalid_rows == 0
+    if group_valid.any():
+        group_std = std[group_valid]
+        n_groups = int(group_valid.sum())
+        out.append(("reward_std", group_std.mean().item(), n_groups))
+        out.append(("frac_reward_zero_std", (group_std < 1e-6).float().mean().item(), n_groups))
+    return out
+
+
+def completion_samples(meta: list[dict], texts: list[str], reward: torch.Tensor, rewards: torch.Tensor,
+                       reward_names: list[str], limit: int) -> list[dict]:
+    """The first ``limit`` rollouts as JSON-ready rows: problem id, prompt, completion, scalar
+    reward (N,) and each function's reward (N, F) as ``rewards/<name>``."""
+    return [
+        {"problem_id": m["record"].get("problem_id"), "prompt": m["prompt_text"], "completion": text,
+         "reward": float(r), **{f"rewards/{n}": float(rewards[i, j]) for j, n in enumerate(reward_names)}}
+        for i, (m, text, r) in enumerate(zip(meta, texts, reward.tolist()))
+    ][:limit]
+
+
+def write_jsonl(path: str, rows: list[dict]) -> None:
+    """Write ``rows`` to ``path`` (one JSON object a line), creating its folder."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
 
 
 def merge_metric_states(states: list[dict[str, tuple[float, int]]]) -> dict[str, float]:
