@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 from r1v.data import read_records
+from r1v.jsonl import write_jsonl_atomic
 from r1v.prepare.common import (
     ON_MISSING, MissingMediaError, PrepareReport, is_done, relative_media_path, report_path,
-    write_jsonl_atomic,
 )
 from r1v.prepare.mix import draw_mix, rebuild
 from r1v.prepare.overlap import build_index, filter_overlap

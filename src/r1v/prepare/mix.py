@@ -30,9 +30,10 @@ import yaml
 from tqdm import tqdm
 
 from r1v.data import expand_env, read_records, sample_records
+from r1v.jsonl import write_jsonl_atomic
 from r1v.prepare.common import (
     MissingMediaError, PrepareReport, check_on_missing, is_done, item_keys, relative_media_path,
-    write_json_atomic, write_jsonl_atomic,
+    write_json_atomic,
 )
 from r1v.prepare.overlap import build_index, filter_overlap
 
