@@ -155,8 +155,15 @@ def token_count(usage, name: str, pid=None) -> int | None:
     return None
 
 
-def judge(text: str, rec: dict, min_graded_accuracy: float) -> tuple[str, str | None, str | None]:
-    """(status, think text, answer) of a trace: "kept", "wrong", "format" or "empty"."""
+def grade_trace(text: str, rec: dict, min_graded_accuracy: float) -> tuple[str, str | None, str | None]:
+    """(status, think text, answer) of a teacher trace, graded against ``rec``'s gold answer with the
+    training reward: "kept" (a non-empty <think> and a correct answer: exactly right for multiple
+    choice and numerical, at least ``min_graded_accuracy`` for the graded types), "wrong",
+    "format" (no <think>...</think> or no parseable answer after it) or "empty".
+
+    Not to be confused with the blind-test judge (``ffr.teacher.judge``), which asks a model
+    whether a patch leaks the answer.
+    """
     if not text.strip():
         return "empty", None, None
     start = text.find("<think>")
@@ -193,7 +200,7 @@ def ask(client: openai.OpenAI, args, rec: dict, vision: VisionConfig) -> Outcome
         text = reply_text(resp)
     except ValueError as exc:  # a malformed reply is this item's failure, retried by the next run
         return Outcome(pid, "bad_response", *tokens, detail=str(exc)[:200])
-    status, think, answer = judge(text, rec, args.min_graded_accuracy)
+    status, think, answer = grade_trace(text, rec, args.min_graded_accuracy)
     if status != "kept":
         return Outcome(pid, status, *tokens, detail=(answer or "")[:200])
     out = {k: v for k, v in rec.items() if k != "rel_path"}
