@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eval.overlap import load_eval_set
+from eval.registry import load_eval_set
 from r1v.data import read_records
 from r1v.prepare.__main__ import main
 from r1v.prepare.common import MissingMediaError, report_path

@@ -21,7 +21,7 @@ from pathlib import Path
 
 # The command is where the layers meet: benchmark specs are read by the evaluation package's
 # benchmark modules, which the core preparation package never imports itself.
-from eval.overlap import load_eval_set
+from eval.registry import load_eval_set
 from r1v.data import read_records
 from r1v.jsonl import write_jsonl_atomic
 from r1v.prepare.common import (

@@ -134,7 +134,7 @@ def draw_mix(config, out, manifest, seed: int = 42, base_dir=None, eval_specs=()
     """Draw the mix of mixture YAML ``config``; write ``out`` (JSONL) and ``manifest`` (JSON).
 
     ``eval_specs`` are read by ``load_eval_set`` (default: bare JSON/JSONL paths only; benchmark
-    specs need ``eval.overlap.load_eval_set``, see ``r1v.prepare.overlap``).
+    specs need ``eval.registry.load_eval_set``, see ``r1v.prepare.overlap``).
 
     A finished draw (both files present) is kept unless ``force``, and only when it was drawn with
     the same settings (seed, config content, eval sets, overlap and missing-media options);

@@ -9,7 +9,7 @@ question), grouped in named sets. An evaluation set is given as ``PATH`` or
   ``video_name`` and their question by ``problem``, ``question`` or ``Question``;
 * ``NAME`` a benchmark (``videoholmes``, ``mmvu``, ...): only the benchmark modules know their
   official formats, and they live in the evaluation package, which depends on this one and
-  not the other way round; ``eval.overlap.load_eval_set`` reads both kinds of spec, and the
+  not the other way round; ``eval.registry.load_eval_set`` reads both kinds of spec, and the
   ``python -m r1v.prepare`` command passes it in.
 
 A training item is removed (first rule that matches, recorded as its ``reason``):
@@ -107,11 +107,11 @@ def plain_eval_items(items: list, set_name: str, where: Path) -> list[EvalItem]:
 
 def load_plain_eval_set(spec: str) -> tuple[str, list[EvalItem]]:
     """(file name, items) of a bare ``PATH`` spec; a ``NAME=PATH`` spec is refused (it needs the
-    benchmark's reader, ``eval.overlap.load_eval_set``). Errors name the file."""
+    benchmark's reader, ``eval.registry.load_eval_set``). Errors name the file."""
     bench, _, path = parse_spec(spec)
     if bench is not None:
         raise ValueError(f"eval set {spec!r}: benchmark {bench!r} needs the benchmark loader "
-                         "(eval.overlap.load_eval_set); this loader reads bare JSON/JSONL paths only")
+                         "(eval.registry.load_eval_set); this loader reads bare JSON/JSONL paths only")
     return path.name, plain_eval_items(read_items(path), path.name, path)
 
 
