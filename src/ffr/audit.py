@@ -47,6 +47,7 @@ from ffr.patch import EvidencePatch
 from ffr.patch_log import BadLine, PatchLogRecord, read_patch_log
 from ffr.teacher.judge import BlindJudge, JudgeVerdict
 from ffr.teacher.schema import PatchRequestItem
+from r1v.jsonl import write_jsonl_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -208,12 +209,11 @@ def write_outputs(out: Path, entries: list[Entry], t5: list[dict], t10: list[dic
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    with open(out / "leaks.jsonl", "w", encoding="utf-8") as fh:
-        for e in entries:
-            if e.leak_class:
-                patch = e.patch.model_dump(mode="json") if e.patch is not None else None
-                fh.write(json.dumps({"where": e.where, "sample_id": e.record.sample_id, "class": e.leak_class,
-                                     "reason": e.leak_reason, "patch": patch}) + "\n")
+    # Every leak with its file:line, for manual checking; replaced whole, so a rerun never mixes runs.
+    write_jsonl_atomic(({"where": e.where, "sample_id": e.record.sample_id, "class": e.leak_class,
+                         "reason": e.leak_reason,
+                         "patch": e.patch.model_dump(mode="json") if e.patch is not None else None}
+                        for e in entries if e.leak_class), out / "leaks.jsonl")
 
 
 def build_judge(args: argparse.Namespace) -> Optional[BlindJudge]:

@@ -354,7 +354,7 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
             self.write_patch_log(rollouts, repairs, patched_correct)
 
     def write_patch_log(self, rollouts: RolloutBatch, repairs: list[Repair], patched_correct: torch.Tensor) -> None:
-        """Append one JSON line per teacher request to ``output_dir/patch_log/rank{r}.jsonl``.
+        """Append one ``PatchLogRecord`` line per teacher request to ``output_dir/patch_log/rank{r}.jsonl``.
 
         Each line also carries the request (question, options, problem_type, the extracted
         gold answer, also in no-GT mode, video path, frame times, student response) and the
