@@ -91,9 +91,9 @@ class ResultCache:
             return
         repair_torn_tail(self.path)
         for where, entry in iter_json_records(self.path, lines=True):
+            if isinstance(entry, json.JSONDecodeError):
+                raise ValueError(f"{where}: corrupt cache line (JSONDecodeError: {entry})") from entry
             try:
-                if isinstance(entry, json.JSONDecodeError):
-                    raise entry
                 key, result = entry["key"], PatchResult.model_validate(entry["result"])
             except (ValueError, KeyError, TypeError, ValidationError) as exc:
                 raise ValueError(f"{where}: corrupt cache line ({type(exc).__name__}: {exc})") from exc
