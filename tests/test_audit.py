@@ -5,6 +5,7 @@ import contextlib
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -151,3 +152,10 @@ def test_out_at_an_existing_file_is_refused_before_any_work(log, tmp_path, capsy
     assert code == 2 and out == "" and target.read_text() == "not a folder"
     err = capsys.readouterr().err
     assert f"--out {target} exists and is not a folder" in err and "Traceback" not in err
+
+
+def test_old_format_lines_are_audited():
+    """Lines written before regenerated / patch_error_types / leak_source existed still audit."""
+    old = Path(__file__).parent / "fixtures" / "patch_log" / "old_format.jsonl"
+    code, text = run([str(old)])
+    assert code == 0 and "2 lines read, 0 bad lines skipped" in text and "| Overall | 1 | 100.0% |" in text

@@ -9,7 +9,7 @@ from r1v.config import GRPOConfig, GRPOScriptArguments, ModelConfig, parse_confi
 
 TYPES = (GRPOScriptArguments, GRPOConfig, ModelConfig)
 
-# Paper App. D.4 (DESIGN.md §2).
+# Paper App. D.4.
 PAPER = {"learning_rate": 5e-6, "weight_decay": 0.01, "per_device_train_batch_size": 1,
          "gradient_accumulation_steps": 1, "max_grad_norm": 5.0, "num_train_epochs": 1.0, "temperature": 1.0,
          "top_p": 0.95, "beta": 0.04, "num_generations": 8, "max_completion_length": 1024,

@@ -256,3 +256,39 @@ def test_redact_argv_and_plot_errors(tmp_path):
     bad.write_text('{"step": 1}\n{oops\n')
     with pytest.raises(ValueError, match=r"metrics.jsonl:2: invalid JSON"):
         read_series(bad)
+
+
+def test_resume_truncates_the_patch_log_to_the_resumed_step(tiny_qwen25_ckpt, synthetic_dir, tmp_path, monkeypatch):
+    """Like metrics.jsonl: lines of steps past the checkpoint were written by the killed run, whose
+    steps the resumed run asks the teacher about again; they must not be counted twice."""
+    out = tmp_path / "run"
+    app = create_app(AnnotationBackend(), str(synthetic_dir))
+    monkeypatch.chdir(Path(__file__).parents[1])
+
+    def train(*flags):
+        argv = ["--config", "local_scripts/configs/demo_tiny.yaml", "--dataset_name",
+                str(synthetic_dir / "train.jsonl"), "--model_name_or_path", tiny_qwen25_ckpt, "--output_dir",
+                str(out), "--max_completion_length", "8", "--ffr_enable", "true", "--teacher_url", url,
+                "--ffr_patch_log", "true", *flags]
+        monkeypatch.setattr("sys.argv", ["ffr.train", *argv])
+        ffr_main(argv)
+
+    with serve_in_thread(app) as url:
+        train("--max_steps", "1", "--save_steps", "1")
+        log = out / "patch_log" / "rank0.jsonl"
+        first = log.read_text()
+        # A line's step is the global step its rollouts were generated at: 0 for the first batch.
+        assert first and {json.loads(x)["step"] for x in first.splitlines()} == {0}
+        # The killed run had gone on to generate steps 1-2 (a torn last line included), with 2 ranks.
+        killed = json.loads(first.splitlines()[0])
+        with open(log, "a") as fh:
+            for step in (1, 2):
+                fh.write(json.dumps({**killed, "step": step, "sample_id": "killed-run"}) + "\n")
+            fh.write('{"step": 3, "sam')
+        (out / "patch_log" / "rank1.jsonl").write_text(json.dumps({**killed, "step": 1}) + "\n")
+        train("--max_steps", "2", "--save_steps", "2", "--resume_from_checkpoint", "true")
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert log.read_text().startswith(first)  # resumed at step 1: the lines of step 0 are kept as they were
+    assert [x["step"] for x in lines] == sorted(x["step"] for x in lines) and {x["step"] for x in lines} == {0, 1}
+    assert all(x["sample_id"] != "killed-run" for x in lines)
+    assert (out / "patch_log" / "rank1.jsonl").read_text() == ""  # no rank 1 in this run to redo it

@@ -10,10 +10,10 @@ import socket
 import pytest
 
 from ffr.audit import main as audit_main
-from ffr.mine import main as mine_main
+from ffr.mine import Rollout, log_line, main as mine_main
 from ffr.teacher.backends import AnnotationBackend
 from ffr.teacher.cache import ResultCache
-from ffr.teacher.schema import PatchResult
+from ffr.teacher.schema import PatchRequestItem, PatchResult
 from ffr.teacher.service import create_app, serve_in_thread
 
 
@@ -80,6 +80,9 @@ def test_mine_resume_and_persistent_cache(synthetic_dir, dumps, tmp_path):
         assert "correct 2" in summary and "unscored 1" in summary and "unknown_problem_id 1" in summary
         ok = next(x for x in lines if x["status"] == "ok")
         assert ok["outcome"] == "mined" and ok["patch"]["error_types"] and ok["timestamps"] and ok["gold_answer"]
+        # Every line is a whole patch-log record, the fields the trainer writes included.
+        assert all({"regenerated", "patch_error_types", "leak_source"} <= set(x) for x in lines)
+        assert ok["patch_error_types"] == ok["patch"]["error_types"] and ok["regenerated"] == 0
         assert len({x["mine_key"] for x in lines}) == len(lines)
         # Second run: nothing left to ask.
         before = out.read_bytes()
@@ -211,3 +214,21 @@ def test_an_item_refused_as_too_large_is_isolated_and_not_resent(synthetic_dir, 
         assert code == 0 and "already_mined 16" in summary and out.stat().st_size == size
         code, summary = run(mine_main, ["--teacher-url", url, *args, "--retry-refused"])
         assert "status/refused 1" in summary and len(read(out)) == 17
+
+
+def test_mined_line_keeps_the_teachers_leak_bookkeeping():
+    """A mined leak line says how often the service regenerated and which check caught the leak,
+    like the trainer's lines (the audit counts leaks by source)."""
+    from ffr.patch_log import PatchLogRecord
+
+    item = PatchRequestItem(sample_id="7#mine-x", video_path="v.mp4", timestamps=[0.0, 1.0], question="Q?",
+                            options=["A. a", "B. b"], problem_type="multiple choice",
+                            student_response="<answer>A</answer>", gold_answer="B")
+    result = PatchResult(sample_id="7#mine-x", status="leak", error_type="leak", detail="guidance: names B",
+                         regenerated=2, patch_error_types=["spatial"], leak_source="judge", teacher_model="glm")
+    record = {"problem_id": 7, "solution": "<answer>B</answer>"}
+    row = json.loads(json.dumps(log_line(item, result, record, Rollout("dump:3", "7", "<answer>A</answer>", 0.0),
+                                         "k" * 24).to_json()))
+    assert (row["regenerated"], row["patch_error_types"], row["leak_source"]) == (2, ["spatial"], "judge")
+    assert row["status"] == "leak" and row["outcome"] == "no_patch" and row["step"] is None
+    assert PatchLogRecord.model_validate(row).mine_key == "k" * 24

@@ -1,16 +1,21 @@
 """r1v.prepare: release converters, overlap check, mix manifest round-trip, missing media reports."""
+import ast
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from eval.registry import load_eval_set
 from r1v.data import read_records
 from r1v.prepare.__main__ import main
 from r1v.prepare.common import MissingMediaError, report_path
 from r1v.prepare.mix import draw_mix, read_manifest, rebuild
-from r1v.prepare.overlap import build_index, filter_overlap
+from r1v.prepare.overlap import EvalItem, build_index, filter_overlap
 from r1v.prepare.sources import convert
 
 FIXTURES = Path(__file__).parent / "fixtures" / "prepare"
@@ -125,7 +130,7 @@ def _eval_set(tmp_path):
 def test_overlap_removes_by_video_question_and_content(tmp_path):
     convert("video-holmes", stage(tmp_path, "video_holmes"), tmp_path / "vh.jsonl")
     convert("video-r1", stage(tmp_path, "video_r1"), tmp_path / "vr.jsonl")
-    index = build_index([_eval_set(tmp_path)])
+    index = build_index([_eval_set(tmp_path)], load_eval_set)
     assert index.n_items == 2 and "Zx9Yw8Vu7Ts" in index.stems
     records = read_records(tmp_path / "vh.jsonl").records + read_records(tmp_path / "vr.jsonl").records
     kept, removed = filter_overlap(records, index, source="train")
@@ -140,6 +145,38 @@ def test_overlap_removes_by_video_question_and_content(tmp_path):
     generic.write_text(json.dumps({"problem_id": 9, "problem": "unrelated", "path": "./clips/clip_0001.mp4"}) + "\n")
     _, removed = filter_overlap(records, build_index([str(generic)]))
     assert [(r["problem_id"], r["match"]) for r in removed] == [("video_r1:1", "eval_any.jsonl:9")]
+
+
+def test_overlap_matches_plain_items_and_leaves_benchmark_formats_to_eval(tmp_path):
+    """r1v.prepare.overlap reads bare paths itself; a NAME=PATH spec needs eval's loader."""
+    spec = _eval_set(tmp_path)
+    with pytest.raises(ValueError, match="benchmark 'videoholmes' needs the benchmark loader"):
+        build_index([spec])
+    index = build_index([spec], lambda s: ("mine", [EvalItem("mine:1", "/x/Zx9Yw8Vu7Ts.mp4", "What happens?")]))
+    assert index.sets == ["mine"] and index.stems == {"Zx9Yw8Vu7Ts": "mine:1"}
+    assert index.questions == {"what happens": "mine:1"}
+
+
+def test_core_packages_never_import_eval():
+    """Dependencies point down: importing r1v.prepare (every module but the CLI, where the
+    layers meet) or ffr loads no module of the evaluation package."""
+    code = ("import sys, r1v.prepare.overlap, r1v.prepare.mix, r1v.prepare.sources, r1v.prepare.common, ffr.mine, "
+            "ffr.audit, r1v.teacher_traces\n"
+            "print(sorted(m for m in sys.modules if m == 'eval' or m.startswith('eval.')))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]"
+    # And no module of src/r1v or src/ffr but that CLI names eval in an import, even inside a function.
+    src = Path(__file__).parents[1] / "src"
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        if path == src / "r1v" / "prepare" / "__main__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [f"{path.relative_to(src)}: {n}" for n in names if n == "eval" or n.startswith("eval.")]
+    assert found == []
 
 
 def test_overlap_cli_writes_kept_records_and_report(tmp_path):
@@ -166,7 +203,8 @@ def _mix_config(tmp_path):
 def test_mix_manifest_round_trip_rebuilds_the_same_records(tmp_path):
     config = _mix_config(tmp_path)
     out, manifest = tmp_path / "mix" / "mix.jsonl", tmp_path / "mix" / "mix.manifest.json"
-    report = draw_mix(config, out, manifest, seed=7, base_dir=tmp_path, eval_specs=[_eval_set(tmp_path)])
+    report = draw_mix(config, out, manifest, seed=7, base_dir=tmp_path, eval_specs=[_eval_set(tmp_path)],
+                      load_eval_set=load_eval_set)
     drawn = rows(out)
     assert len(drawn) == 7 and report.n_written == 7
     data = read_manifest(manifest)
@@ -184,7 +222,7 @@ def test_mix_manifest_round_trip_rebuilds_the_same_records(tmp_path):
     assert len(read_records(rebuilt).records) == 7
     again = tmp_path / "again"
     draw_mix(config, again / "mix.jsonl", again / "m.json", seed=7, base_dir=tmp_path,
-             eval_specs=[f"videoholmes={tmp_path / 'eval' / 'test_Video-Holmes.json'}"])
+             eval_specs=[f"videoholmes={tmp_path / 'eval' / 'test_Video-Holmes.json'}"], load_eval_set=load_eval_set)
     assert rows(again / "mix.jsonl") == drawn  # same seed, same draw (same folder depth, same paths)
 
 

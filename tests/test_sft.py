@@ -1,6 +1,7 @@
 """SFT (``python -m r1v.sft``): assistant-only labels, the GRPO prompt layout, and a run that lowers the loss."""
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -153,6 +154,37 @@ def test_sft_run_lowers_the_loss(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
     config = json.loads((out / "run_config.json").read_text())
     assert config["SFTConfig"]["max_steps"] == 24 and config["SFTScriptArguments"]["max_frames"] == 4
     assert (out / "model.safetensors").exists() and (out / "metrics.jsonl").exists()
+
+
+def test_sft_checkpoints_are_atomic_and_resume_skips_a_torn_one(tiny_qwen25_ckpt, synthetic_dir, tmp_path,
+                                                                  monkeypatch, caplog):
+    """SFT saves like GRPO: under .tmp-checkpoint-N, renamed once complete; resume takes the newest complete one."""
+    from r1v.trainer import checkpoints
+
+    data = tmp_path / "cot.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in sft_records(synthetic_dir, ("video",))[:4]))
+    out = tmp_path / "out"
+
+    def argv(steps, *flags):
+        return ["--model_name_or_path", tiny_qwen25_ckpt, "--dataset_name", str(data), "--data_root",
+                str(synthetic_dir), "--output_dir", str(out), "--max_steps", str(steps), "--save_steps", str(steps),
+                "--per_device_train_batch_size", "2", "--report_to", "none", "--use_cpu", "true", "--torch_dtype",
+                "float32", "--seed", "0", "--dataloader_num_workers", "0", *VISION_FLAGS, *flags]
+
+    published, publish = [], checkpoints.publish_checkpoint
+    monkeypatch.setattr(checkpoints, "publish_checkpoint", lambda staging, final: (published.append((staging, final)),
+                                                                                    publish(staging, final)))
+    sft.run(sft.parse_args(argv(1)))
+    assert published == [(str(out / ".tmp-checkpoint-1" / "checkpoint-1"), str(out / "checkpoint-1"))]
+    assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == ["checkpoint-1"]  # no staging left
+    # A run killed while saving step 2 without the atomic save: checkpoint-2 with torn weights.
+    torn = out / "checkpoint-2"
+    shutil.copytree(out / "checkpoint-1", torn)
+    weights = torn / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    trainer = sft.run(sft.parse_args(argv(2, "--resume_from_checkpoint", "true")))
+    assert trainer.state.global_step == 2 and "not resuming from" in caplog.text and str(torn) in caplog.text
+    assert checkpoints.checkpoint_problem(str(out / "checkpoint-2"), need_optimizer=True) is None
 
 
 def test_loss_equals_the_models_own_label_loss(tiny_qwen25_ckpt, synthetic_dir, tmp_path):

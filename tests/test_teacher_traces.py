@@ -10,7 +10,8 @@ from PIL import Image
 from r1v.data import read_records
 from r1v.prompts import build_prompt_text
 from r1v.toy.draw import encode_mp4
-from r1v.teacher_traces import build_parser, main, run
+from r1v import teacher_traces
+from r1v.teacher_traces import build_parser, grade_trace, main, run
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scripted_openai import Reply, scripted_openai  # noqa: E402
@@ -220,3 +221,16 @@ def test_an_unusable_key_file_is_one_line_naming_it(tmp_path, data, capsys, kind
     err = capsys.readouterr().err
     assert err.startswith("error: --api-key-file") and str(key) in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_grade_trace_grades_against_the_gold_answer():
+    """The trace grader (named apart from the blind-test judge of the teacher service)."""
+    mc, free = RECORDS[0], {**RECORDS[0], "problem_type": "free-form", "options": [],
+                            "solution": "<answer>a red square flashes</answer>"}
+    assert grade_trace("<think>the square</think><answer>B</answer>", mc, 0.5) == ("kept", "the square", "B")
+    assert grade_trace("<think>the circle</think><answer>A</answer>", mc, 0.5)[0] == "wrong"
+    assert grade_trace("<answer>B</answer>", mc, 0.5) == ("format", None, None)
+    assert grade_trace("  ", mc, 0.5) == ("empty", None, None)
+    partial = "<think>x</think><answer>a red square</answer>"
+    assert grade_trace(partial, free, 0.5)[0] == "kept" and grade_trace(partial, free, 1.0)[0] == "wrong"
+    assert not hasattr(teacher_traces, "judge")

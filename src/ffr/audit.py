@@ -3,9 +3,9 @@
     python -m ffr.audit OUT/patch_log/rank*.jsonl mined.jsonl --out audit/ \
         [--judge-base-url URL --judge-model M --judge-api-key-file F --judge-samples 3] [--skip-bad]
 
-Input: patch-log JSONL lines as written by `FFRTrainer.write_patch_log` and by
-``python -m ffr.mine`` (keys used: patch, status, detail, question, options,
-problem_type, gold_answer, timestamps, outcome, teacher_model, prompt_version).
+Input: patch-log JSONL lines (``ffr.patch_log.PatchLogRecord``) as written by
+`FFRTrainer.write_patch_log` and by ``python -m ffr.mine``; lines of older writers load
+with defaults for the fields added since.
 
 Leakage (Table 5). Every logged patch is a proposal, and so is every line with
 status ``leak`` (the service dropped the patch; its `detail` holds the reason).
@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import json
 import logging
 import sys
 from collections import Counter, defaultdict
@@ -42,48 +41,49 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from pydantic import ValidationError
-
 from ffr.endpoint import add_judge_args, build_judge, judge_endpoint
 from ffr.leakage import patch_leaks
 from ffr.patch import EvidencePatch
+from ffr.patch_log import BadLine, PatchLogRecord, read_patch_log
 from ffr.teacher.judge import BlindJudge, JudgeVerdict
 from ffr.teacher.schema import PatchRequestItem
+from r1v.jsonl import write_jsonl_atomic
 
 logger = logging.getLogger(__name__)
 
-REQUEST_KEYS = ("question", "options", "problem_type", "gold_answer", "timestamps")
 PATCHED_OUTCOMES = ("fixed", "improved", "not_fixed")
 # Fragments of `ffr.leakage` reasons that name the answer itself (see "direct" above).
 _DIRECT = ("states the answer", "names the gold option letter", "gold answer text", "states the gold number")
 
 
-class BadLine(ValueError):
-    """A patch-log line the audit cannot use; the message names file and line."""
-
-
 @dataclass
 class Entry:
-    """One audited log line: `where` is 'file:line'; `patch` None for patch-less lines."""
+    """One audited log line: its record; `where` is 'file:line'."""
 
-    where: str
-    row: dict
-    patch: Optional[EvidencePatch]
+    record: PatchLogRecord
     rule_reason: Optional[str] = None
     verdict: Optional[JudgeVerdict] = None
     judge_error: Optional[str] = None
 
     @property
+    def where(self) -> str:
+        return self.record.where
+
+    @property
+    def patch(self) -> Optional[EvidencePatch]:
+        return self.record.patch
+
+    @property
     def proposal(self) -> bool:
-        return self.patch is not None or self.row.get("status") == "leak"
+        return self.patch is not None or self.record.status == "leak"
 
     @property
     def leak_reason(self) -> Optional[str]:
         """Why this proposal leaks (gate reason, service detail or judge reason), or None."""
         if self.patch is None:
-            if self.row.get("status") != "leak":
+            if self.record.status != "leak":
                 return None
-            return self.row.get("detail") or "dropped by the service's leak check"
+            return self.record.detail or "dropped by the service's leak check"
         if self.rule_reason:
             return self.rule_reason
         return self.verdict.reason if self.verdict is not None and self.verdict.leak else None
@@ -99,72 +99,45 @@ def classify_reason(reason: str) -> str:
     return "direct" if any(f in reason for f in _DIRECT) else "partial"
 
 
-def parse_line(line: str, where: str) -> Entry:
-    """Validate one log line; raises BadLine naming `where`."""
+def audit_record(record: PatchLogRecord) -> Entry:
+    """Run the rule gates on a record's patch; raises BadLine (naming its line) when they cannot run."""
+    entry = Entry(record)
+    if record.patch is None:
+        return entry
+    if record.gold_answer is None:
+        raise BadLine(f"{record.where}: gold_answer is null; the leak check needs it")
     try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise BadLine(f"{where}: not JSON ({exc.msg}, column {exc.colno})") from exc
-    except RecursionError as exc:  # a line of deeply nested brackets exhausts the parser's stack
-        raise BadLine(f"{where}: JSON nested too deeply to read") from exc
-    if not isinstance(row, dict):
-        raise BadLine(f"{where}: expected a JSON object, got {type(row).__name__}")
-    if row.get("patch") is None:
-        return Entry(where, row, None)
-    missing = [k for k in REQUEST_KEYS if k not in row]
-    if missing:
-        raise BadLine(f"{where}: a patch line needs {missing} (written by an older trainer?)")
-    try:
-        patch = EvidencePatch.model_validate(row["patch"])
-    except ValidationError as exc:
-        raise BadLine(f"{where}: invalid patch: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from exc
-    entry = Entry(where, row, patch)
-    if row["gold_answer"] is None:
-        raise BadLine(f"{where}: gold_answer is null; the leak check needs it")
-    try:
-        entry.rule_reason = patch_leaks(patch, row["gold_answer"], row["options"] or [], row["problem_type"])
+        entry.rule_reason = patch_leaks(record.patch, record.gold_answer, record.options or [], record.problem_type)
     except (ValueError, TypeError) as exc:
-        raise BadLine(f"{where}: {exc}") from exc
+        raise BadLine(f"{record.where}: {exc}") from exc
     return entry
 
 
 def read_logs(paths: list[str], skip_bad: bool = False) -> tuple[list[Entry], int]:
     """Entries of every line of `paths` (rule gates already run) and the number of skipped bad lines."""
     entries, skipped = [], 0
-    for path in paths:
+
+    def skip(exc: BadLine) -> None:
+        nonlocal skipped
+        if not skip_bad:
+            raise exc
+        logger.warning("skipping %s", exc)
+        skipped += 1
+
+    for record in read_patch_log(paths, on_bad=skip):
         try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise BadLine(f"{path}: cannot read ({exc.strerror})") from exc
-        # Lines are decoded one by one, so a stray non-UTF-8 byte is a bad line (named, skippable),
-        # not an error about the whole file.
-        for n, raw in enumerate(data.split(b"\n"), 1):
-            if not raw.strip():
-                continue
-            try:
-                line = _decode(raw, f"{path}:{n}")
-                entries.append(parse_line(line, f"{path}:{n}"))
-            except BadLine as exc:
-                if not skip_bad:
-                    raise
-                logger.warning("skipping %s", exc)
-                skipped += 1
+            entries.append(audit_record(record))
+        except BadLine as exc:
+            skip(exc)
     return entries, skipped
 
 
-def _decode(raw: bytes, where: str) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadLine(f"{where}: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})") from exc
-
-
 def judge_item(entry: Entry) -> PatchRequestItem:
-    row = entry.row
-    return PatchRequestItem(sample_id=str(row.get("sample_id") or entry.where), video_path=row.get("video_path") or "-",
-                            timestamps=row["timestamps"], question=row["question"], options=row["options"] or [],
-                            problem_type=row["problem_type"], student_response=row.get("student_response") or "",
-                            gold_answer=row["gold_answer"])
+    rec = entry.record
+    return PatchRequestItem(sample_id=rec.sample_id or entry.where, video_path=rec.video_path or "-",
+                            timestamps=rec.timestamps, question=rec.question, options=rec.options or [],
+                            problem_type=rec.problem_type, student_response=rec.student_response or "",
+                            gold_answer=rec.gold_answer)
 
 
 async def run_judge(entries: list[Entry], judge: BlindJudge, concurrency: int = 8) -> int:
@@ -189,7 +162,7 @@ def leak_table(entries: list[Entry]) -> list[dict]:
     groups: dict[str, list[Entry]] = defaultdict(list)
     for e in entries:
         if e.proposal:
-            groups[f"{e.row.get('teacher_model') or 'unknown'} / {e.row.get('prompt_version') or '-'}"].append(e)
+            groups[f"{e.record.teacher_model or 'unknown'} / {e.record.prompt_version or '-'}"].append(e)
     if len(groups) != 1:
         groups["All"] = [e for e in entries if e.proposal]
     rows = []
@@ -204,7 +177,7 @@ def leak_table(entries: list[Entry]) -> list[dict]:
 
 def fix_table(entries: list[Entry]) -> list[dict]:
     """Table 10 rows: Spatial, Temporal, Misconception, Overall."""
-    patched = [e for e in entries if e.row.get("outcome") in PATCHED_OUTCOMES and e.patch is not None]
+    patched = [e for e in entries if e.record.outcome in PATCHED_OUTCOMES and e.patch is not None]
     rows = []
     for et in ("spatial", "temporal", "misconception"):
         of_type = [e for e in patched if et in e.patch.error_types]
@@ -214,7 +187,7 @@ def fix_table(entries: list[Entry]) -> list[dict]:
 
 
 def _fix_row(name: str, group: list[Entry]) -> dict:
-    fixed = sum(e.row["outcome"] == "fixed" for e in group)
+    fixed = sum(e.record.outcome == "fixed" for e in group)
     return {"Error Type": name, "Samples": len(group), "Fix Rate": _pct(fixed, len(group)), "fixed_n": fixed}
 
 
@@ -236,11 +209,11 @@ def write_outputs(out: Path, entries: list[Entry], t5: list[dict], t10: list[dic
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
-    with open(out / "leaks.jsonl", "w", encoding="utf-8") as fh:
-        for e in entries:
-            if e.leak_class:
-                fh.write(json.dumps({"where": e.where, "sample_id": e.row.get("sample_id"), "class": e.leak_class,
-                                     "reason": e.leak_reason, "patch": e.row.get("patch")}) + "\n")
+    # Every leak with its file:line, for manual checking; replaced whole, so a rerun never mixes runs.
+    write_jsonl_atomic(({"where": e.where, "sample_id": e.record.sample_id, "class": e.leak_class,
+                         "reason": e.leak_reason,
+                         "patch": e.patch.model_dump(mode="json") if e.patch is not None else None}
+                        for e in entries if e.leak_class), out / "leaks.jsonl")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""Rank coordination for FFR's second round (DESIGN.md §3, the ZeRO-3 rule).
+"""Rank coordination for FFR's second round (paper Sec. 3.2, Eq. 6) under ZeRO-3: all ranks generate, or none.
 
 Under DeepSpeed ZeRO-3 every forward all-gathers parameter shards, so every rank
 must call ``generate`` and every forward the same number of times, in the same

@@ -15,8 +15,8 @@ its frame times are computed with the training frame policy (``r1v.vision``,
 ``--fps/--min-frames/--max-frames``), and the request is built exactly as the
 trainer builds it (``ffr.rollouts.build_request_item``).
 
-Output: one patch-log line per item (the format of ``FFRTrainer.write_patch_log``,
-with ``step`` null, ``outcome`` "mined" or "no_patch", plus ``mine_key`` and
+Output: one patch-log line per item (``ffr.patch_log.PatchLogRecord``, as the trainer
+writes it, with ``step`` null, ``outcome`` "mined" or "no_patch", plus ``mine_key`` and
 ``source``), appended batch by batch with one write each, so ``python -m
 ffr.audit`` reads it. Resumable: an item whose ``mine_key`` (hash of problem_id,
 response and GT mode) already has a final status (ok, leak, skipped, refused) in --out
@@ -40,7 +40,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -50,12 +49,14 @@ from typing import Iterator, Optional
 from tqdm import tqdm
 
 from ffr.endpoint import FRAME_TIME_FIELDS, KeyFileError, add_frame_policy_args, frame_policy, read_key_file
+from ffr.patch_log import PatchLogRecord, read_patch_log
 from ffr.redact import redact
 from ffr.rollouts import build_request_item, gold_answer
 from ffr.teacher.client import TeacherClient
 from ffr.teacher.schema import PatchRequestItem, PatchResult
 from r1v.answers import extract_answer
 from r1v.data import json_records, load_records
+from r1v.jsonl import append_jsonl, repair_torn_tail
 from r1v.vision import VisionConfig, load_video
 
 logger = logging.getLogger(__name__)
@@ -137,21 +138,13 @@ def read_done(out: Path, final: tuple[str, ...] = FINAL_STATUSES) -> set[str]:
     """Keys with a status in ``final`` in `out`; a torn last line is cut off (with a warning)."""
     if not out.exists():
         return set()
-    raw = out.read_bytes()
-    lines = raw.split(b"\n")
-    if lines[-1]:
-        logger.warning("%s: dropping a torn last line (%d bytes)", out, len(lines[-1]))
-        os.truncate(out, len(raw) - len(lines[-1]))
+    repair_torn_tail(out)
     done = set()
-    for n, line in enumerate(lines[:-1], 1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-                key, status = row["mine_key"], row["status"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{out}:{n}: not a mined patch-log line ({exc})") from exc
-            if status in final:
-                done.add(key)
+    for rec in read_patch_log(out):
+        if rec.mine_key is None:
+            raise ValueError(f"{rec.where}: not a mined patch-log line (no mine_key)")
+        if rec.status in final:
+            done.add(rec.mine_key)
     return done
 
 
@@ -171,32 +164,22 @@ class Timestamps:
         return self._seen[path]
 
 
-def log_line(item: PatchRequestItem, result: PatchResult, record: dict, rollout: Rollout, key: str) -> dict:
-    """A patch-log line (``FFRTrainer.write_patch_log`` keys) for one mined item."""
-    return {
-        "step": None, "sample_id": item.sample_id, "problem_id": record.get("problem_id"),
-        "question": item.question, "options": item.options, "problem_type": item.problem_type,
-        "gold_answer": gold_answer(record), "video_path": item.video_path, "timestamps": item.timestamps,
-        "student_response": item.student_response, "student_answer": extract_answer(item.student_response),
-        "status": "refused" if too_large(result) else result.status,
-        "error_type": result.error_type, "detail": redact(result.detail),
-        "patch": result.patch.model_dump(mode="json") if result.patch is not None else None,
-        "patched_answer": None, "first_reward": rollout.reward, "patched_reward": None, "chosen_patched": False,
-        "outcome": "mined" if result.status == "ok" else "no_patch",
-        "teacher_model": result.teacher_model, "prompt_version": result.prompt_version,
-        "tokens_in": result.tokens_in, "tokens_out": result.tokens_out, "mine_key": key, "source": rollout.source,
-    }
-
-
-def append_lines(out: Path, rows: list[dict]) -> None:
-    """One O_APPEND write per batch, fsync'd: a kill loses at most the batch in flight."""
-    blob = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
-    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, blob)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def log_line(item: PatchRequestItem, result: PatchResult, record: dict, rollout: Rollout,
+             key: str) -> PatchLogRecord:
+    """The patch-log record of one mined item (no second round: ``step`` null, outcome mined / no_patch)."""
+    return PatchLogRecord(
+        step=None, sample_id=item.sample_id, problem_id=record.get("problem_id"),
+        question=item.question, options=item.options, problem_type=item.problem_type,
+        gold_answer=gold_answer(record), video_path=item.video_path, timestamps=item.timestamps,
+        student_response=item.student_response, student_answer=extract_answer(item.student_response),
+        status="refused" if too_large(result) else result.status,
+        error_type=result.error_type, detail=redact(result.detail), patch=result.patch,
+        patched_answer=None, first_reward=rollout.reward, patched_reward=None, chosen_patched=False,
+        outcome="mined" if result.status == "ok" else "no_patch",
+        teacher_model=result.teacher_model, prompt_version=result.prompt_version,
+        tokens_in=result.tokens_in, tokens_out=result.tokens_out, regenerated=result.regenerated,
+        patch_error_types=result.patch_error_types, leak_source=result.leak_source, mine_key=key,
+        source=rollout.source)
 
 
 def plan(args: argparse.Namespace, counts: Counter) -> list[tuple[Rollout, dict, str]]:
@@ -251,12 +234,13 @@ def mine(args: argparse.Namespace, client: TeacherClient) -> Counter:
             results = request_isolating_refusals(client, items)
             lines = [log_line(it, res, rec, ro, key)
                      for it, res, (ro, rec, key) in zip(items, results, batch, strict=True)]
-            append_lines(out, lines)
-            counts.update(f"status/{line['status']}" for line in lines)
+            # One fsync'd O_APPEND write per batch: a kill loses at most the batch in flight.
+            append_jsonl(out, [line.to_json() for line in lines], fsync=True)
+            counts.update(f"status/{line.status}" for line in lines)
             for line in lines:
-                if line["status"] == "refused":
+                if line.status == "refused":
                     logger.warning("%s: refused by the service (%s); not asked again without --retry-refused",
-                                   line["sample_id"], line["detail"])
+                                   line.sample_id, line.detail)
             bar.update(len(batch))
     return counts
 

@@ -40,27 +40,28 @@ would desynchronise parameter gathers; that combination is refused at start.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import os
 import types
 from collections import Counter
 from typing import Optional
 
 import torch
 from PIL import Image
+from transformers import TrainerCallback
 
 from ffr.config import REDACTED, ffr_field_names, take_teacher_secret
 from ffr.coordination import second_round_plan
 from ffr.teacher_health import FailedRoundGuard, check_teacher_at_start
 from ffr.leakage import patch_leaks
 from ffr.patch import EvidencePatch, render_patch
+from ffr.patch_log import PatchLogRecord, patch_log_path, truncate_patch_logs
 from ffr.rollouts import (assemble_chosen, build_request_item, check_distributed_limits, frame_size,
                           frames_as_images, gold_answer, spread)
 from ffr.rir import ERROR_TYPES, choose_rollouts, first_pass_correct, rir_counts, rir_metrics_from_counts, rir_scalar
 from ffr.teacher.client import TeacherClient
 from ffr.teacher.schema import PatchRequestItem, PatchResult
 from r1v.answers import extract_answer
+from r1v.jsonl import append_jsonl
 from r1v.rollout import generate_rollouts
 from r1v.trainer.batch import PromptBatch, RolloutBatch, RowSource
 from r1v.trainer.grpo_trainer import Qwen2VLGRPOTrainer
@@ -89,6 +90,18 @@ class Repair:
     detail: Optional[str] = None
     text: Optional[str] = None
     images: list = dataclasses.field(default_factory=list)
+
+
+class PatchLogResume(TrainerCallback):
+    """At train start, drop patch-log lines past the starting step, as ``metrics.jsonl`` drops its rows:
+    they were written by a run that went further before it was killed, and the resumed run asks
+    the teacher for those steps again."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        dropped = truncate_patch_logs(args.output_dir, state.global_step, args.process_index, args.world_size)
+        if dropped:
+            logger.warning("patch log: dropped %d line(s) after step %d (written by an earlier run past this start)",
+                           dropped, state.global_step)
 
 
 class FFRTrainer(Qwen2VLGRPOTrainer):
@@ -130,6 +143,7 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
         check_teacher_at_start(self.teacher, self.accelerator.device, self.accelerator.is_main_process)
         self.teacher_guard = FailedRoundGuard(args.teacher_max_failed_steps, args.teacher_on_failed_steps,
                                               self.teacher.url)
+        self.add_callback(PatchLogResume())
 
     def _build_teacher(self, api_key: Optional[str]) -> TeacherClient:
         if api_key is None:
@@ -351,38 +365,35 @@ class FFRTrainer(Qwen2VLGRPOTrainer):
             self.write_patch_log(rollouts, repairs, patched_correct)
 
     def write_patch_log(self, rollouts: RolloutBatch, repairs: list[Repair], patched_correct: torch.Tensor) -> None:
-        """Append one JSON line per teacher request to ``output_dir/patch_log/rank{r}.jsonl``.
+        """Append one ``PatchLogRecord`` line per teacher request to ``output_dir/patch_log/rank{r}.jsonl``.
 
         Each line also carries the request (question, options, problem_type, the extracted
         gold answer, also in no-GT mode, video path, frame times, student response) and the
         teacher's bookkeeping, so ``python -m ffr.audit`` can re-run the leak checks offline.
         """
         info = rollouts.extras["ffr"]
-        folder = os.path.join(self.args.output_dir, "patch_log")
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"rank{self.accelerator.process_index}.jsonl")
-        with open(path, "a", encoding="utf-8") as f:
-            for rep in repairs:
-                i, res = rep.row, rep.result
-                second = info["second_texts"].get(i)
-                outcome = rep.outcome if rep.outcome != "patched" else \
-                    ("fixed" if patched_correct[i] else "improved" if info["chosen"][i] else "not_fixed")
-                f.write(json.dumps({
-                    "step": self.state.global_step, "sample_id": rep.item.sample_id,
-                    "problem_id": rollouts.prompts.meta[i]["record"].get("problem_id"),
-                    "question": rep.item.question, "options": rep.item.options,
-                    "problem_type": rep.item.problem_type,
-                    "gold_answer": gold_answer(rollouts.prompts.meta[i]["record"]),
-                    "video_path": rep.item.video_path, "timestamps": rep.item.timestamps,
-                    "student_response": rep.item.student_response,
-                    "student_answer": extract_answer(info["first_texts"][i]), "status": res.status,
-                    "error_type": res.error_type, "detail": rep.detail,
-                    "patch": res.patch.model_dump(mode="json") if res.patch is not None else None,
-                    "patched_answer": extract_answer(second) if second is not None else None,
-                    "first_reward": float(info["first_acc"][i]),
-                    "patched_reward": float(info["patched_acc"][i]) if info["has_patch"][i] else None,
-                    "chosen_patched": bool(info["chosen"][i]), "outcome": outcome,
-                    "teacher_model": res.teacher_model, "prompt_version": res.prompt_version,
-                    "tokens_in": res.tokens_in, "tokens_out": res.tokens_out, "regenerated": res.regenerated,
-                    "patch_error_types": res.patch_error_types, "leak_source": res.leak_source,
-                }) + "\n")
+        records = []
+        for rep in repairs:
+            i, res = rep.row, rep.result
+            second = info["second_texts"].get(i)
+            outcome = rep.outcome if rep.outcome != "patched" else \
+                ("fixed" if patched_correct[i] else "improved" if info["chosen"][i] else "not_fixed")
+            records.append(PatchLogRecord(
+                step=self.state.global_step, sample_id=rep.item.sample_id,
+                problem_id=rollouts.prompts.meta[i]["record"].get("problem_id"),
+                question=rep.item.question, options=rep.item.options, problem_type=rep.item.problem_type,
+                gold_answer=gold_answer(rollouts.prompts.meta[i]["record"]),
+                video_path=rep.item.video_path, timestamps=rep.item.timestamps,
+                student_response=rep.item.student_response,
+                student_answer=extract_answer(info["first_texts"][i]), status=res.status,
+                error_type=res.error_type, detail=rep.detail, patch=res.patch,
+                patched_answer=extract_answer(second) if second is not None else None,
+                first_reward=float(info["first_acc"][i]),
+                patched_reward=float(info["patched_acc"][i]) if info["has_patch"][i] else None,
+                chosen_patched=bool(info["chosen"][i]), outcome=outcome,
+                teacher_model=res.teacher_model, prompt_version=res.prompt_version,
+                tokens_in=res.tokens_in, tokens_out=res.tokens_out, regenerated=res.regenerated,
+                patch_error_types=res.patch_error_types, leak_source=res.leak_source).to_json())
+        path = patch_log_path(self.args.output_dir, self.accelerator.process_index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        append_jsonl(path, records)  # one write per step: a kill tears at most the last line

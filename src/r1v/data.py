@@ -147,15 +147,26 @@ def _check_answer(problem_type: str, options: list[str], solution: str) -> None:
         raise ValueError(f"solution: {problem_type} answer {gold!r} does not parse as a number")
 
 
-def iter_json_records(path: Path) -> Iterator[tuple[str, Any]]:
+def iter_json_records(path: Path, lines: bool = False) -> Iterator[tuple[str, Any]]:
     """Yield (location, parsed object or the JSONDecodeError) for each record of a file.
 
     A file whose first non-blank character is '[' is a JSON list (Video-R1's .json);
     anything else is JSONL. Location is "file:line" (JSONL) or "file[item i]" (JSON).
-    Shared by every reader of project JSON/JSONL files (data, prepare, traces, mining), so they
-    all name a bad line the same way; use `json_records` to raise on the first bad line.
+    Shared by every reader of project JSON/JSONL files (data, prepare, traces, mining, the
+    teacher cache, patch logs), so they all name a bad line the same way; use `json_records`
+    to raise on the first bad line.
+
+    lines: the file is JSONL whatever its first character (an append-only log), and a line
+    that is not UTF-8 is a bad line like any other (yielded as a JSONDecodeError, so a reader
+    that skips bad lines can skip it) instead of a ValueError about the whole file.
+    Writing is `r1v.jsonl`.
     """
     data = path.read_bytes()
+    if lines:
+        for lineno, raw in enumerate(data.split(b"\n"), start=1):
+            if raw.strip():
+                yield f"{path}:{lineno}", _parse_line(raw)
+        return
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:  # name the file and line, not just a byte position
@@ -172,14 +183,24 @@ def iter_json_records(path: Path) -> Iterator[tuple[str, Any]]:
             yield f"{path}[item {i}]", item
         return
     for lineno, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
+        if line.strip():
+            yield f"{path}:{lineno}", _parse_line(line)
+
+
+def _parse_line(line: str | bytes) -> Any:
+    """The JSON value of one JSONL line, or the JSONDecodeError saying why it has none."""
+    if isinstance(line, bytes):
         try:
-            yield f"{path}:{lineno}", json.loads(line)
-        except json.JSONDecodeError as exc:
-            yield f"{path}:{lineno}", exc
-        except RecursionError:  # reported like any other bad line (skippable where lines are)
-            yield f"{path}:{lineno}", json.JSONDecodeError("nested too deeply to read", line, 0)
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return json.JSONDecodeError(f"not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})",
+                                        "", 0)
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        return exc
+    except RecursionError:  # reported like any other bad line (skippable where lines are)
+        return json.JSONDecodeError("nested too deeply to read", line, 0)
 
 
 def json_records(path: Path) -> Iterator[tuple[str, Any]]:

@@ -17,7 +17,7 @@ Regression: Video-R1's training script rewards ``1 - clip(relative error)``
 (``answers.relative_accuracy``) while its evaluation uses MRA; we reward MRA so training
 optimises the number that is reported.
 
-FFR's Robust Improvement Reward (DESIGN.md §2, Eq. 8) takes these values as they are: for the
+FFR's Robust Improvement Reward (paper Sec. 3.2, Eq. 8; ``ffr.rir``) takes these values as they are: for the
 graded types the graded accuracy stands in for c_i and r~_i; for multiple choice and numerical
 they are the 0/1 correctness.
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import json
 import logging
 import math
 import os
@@ -39,6 +38,7 @@ from ffr.endpoint import add_deprecated_alias, add_frame_policy_args, frame_poli
 from ffr.redact import redact
 from r1v.answers import extract_answer_strict
 from r1v.data import json_records, read_records
+from r1v.jsonl import append_jsonl, repair_torn_tail
 from r1v.prompts import build_prompt_text
 from r1v.rewards import accuracy_reward
 from r1v.vision import VisionConfig, load_image, load_video
@@ -156,8 +156,15 @@ def token_count(usage, name: str, pid=None) -> int | None:
     return None
 
 
-def judge(text: str, rec: dict, min_graded_accuracy: float) -> tuple[str, str | None, str | None]:
-    """(status, think text, answer) of a trace: "kept", "wrong", "format" or "empty"."""
+def grade_trace(text: str, rec: dict, min_graded_accuracy: float) -> tuple[str, str | None, str | None]:
+    """(status, think text, answer) of a teacher trace, graded against ``rec``'s gold answer with the
+    training reward: "kept" (a non-empty <think> and a correct answer: exactly right for multiple
+    choice and numerical, at least ``min_graded_accuracy`` for the graded types), "wrong",
+    "format" (no <think>...</think> or no parseable answer after it) or "empty".
+
+    Not to be confused with the blind-test judge (``ffr.teacher.judge``), which asks a model
+    whether a patch leaks the answer.
+    """
     if not text.strip():
         return "empty", None, None
     start = text.find("<think>")
@@ -194,7 +201,7 @@ def ask(client: openai.OpenAI, args, rec: dict, vision: VisionConfig) -> Outcome
         text = reply_text(resp)
     except ValueError as exc:  # a malformed reply is this item's failure, retried by the next run
         return Outcome(pid, "bad_response", *tokens, detail=str(exc)[:200])
-    status, think, answer = judge(text, rec, args.min_graded_accuracy)
+    status, think, answer = grade_trace(text, rec, args.min_graded_accuracy)
     if status != "kept":
         return Outcome(pid, status, *tokens, detail=(answer or "")[:200])
     out = {k: v for k, v in rec.items() if k != "rel_path"}
@@ -202,15 +209,6 @@ def ask(client: openai.OpenAI, args, rec: dict, vision: VisionConfig) -> Outcome
                process=f"<think>{think}</think>", solution=rec["solution"], teacher_model=args.model,
                teacher_answer=answer, teacher_usage={"prompt_tokens": tokens[0], "completion_tokens": tokens[1]})
     return Outcome(pid, "kept", *tokens, record=out)
-
-
-def _repair_tail(path: Path) -> None:
-    """Cut a partial last line (an interrupted write) so appends start on a fresh line."""
-    if path.is_file() and path.stat().st_size:
-        data = path.read_bytes()
-        if not data.endswith(b"\n"):
-            logger.warning("%s: dropping a partial last line left by an interrupted run", path)
-            path.write_bytes(data[:data.rfind(b"\n") + 1])
 
 
 def _read_lines(path: Path) -> list[dict]:
@@ -240,7 +238,7 @@ def run(args) -> Summary:
     attempts = out.with_name(out.name + ".attempts.jsonl")
     records = read_records(args.data, args.data_root, on_error="raise", check_media=False).records
     for path in (out, attempts):
-        _repair_tail(path)
+        repair_torn_tail(path)  # appends must start on a fresh line
     done, earlier_tokens = done_ids(out, attempts, args.retry_dropped)
     pending = [r for r in records if str(r["problem_id"]) not in done]
     todo = pending[: args.limit]
@@ -251,19 +249,19 @@ def run(args) -> Summary:
                            max_retries=args.max_retries)
     vision = frame_policy(args)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "a", encoding="utf-8") as fout, open(attempts, "a", encoding="utf-8") as flog, \
-            ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+    for path in (out, attempts):  # both exist after a run, even one that kept nothing
+        path.touch()
+    with ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         futures = [pool.submit(ask, client, args, rec, vision) for rec in todo]
         bar = tqdm(as_completed(futures), total=len(futures), desc="teacher traces", unit="item")
         for fut in bar:
             o = fut.result()
             summary.add(o)
+            # Each row in one write as soon as it is known: a kill loses at most the row in flight.
             if o.record is not None:
-                fout.write(json.dumps(o.record, ensure_ascii=False) + "\n")
-                fout.flush()
-            flog.write(json.dumps({"problem_id": o.problem_id, "status": o.status, "prompt_tokens": o.prompt_tokens,
-                                   "completion_tokens": o.completion_tokens, "detail": redact(o.detail)}) + "\n")
-            flog.flush()
+                append_jsonl(out, [o.record])
+            append_jsonl(attempts, [{"problem_id": o.problem_id, "status": o.status, "prompt_tokens": o.prompt_tokens,
+                                     "completion_tokens": o.completion_tokens, "detail": redact(o.detail)}])
             if o.status in FAILURES:
                 logger.warning("problem_id=%r: %s (%s)", o.problem_id, o.status, o.detail)
             bar.set_postfix(kept=summary.by_status["kept"], tokens=summary.prompt_tokens + summary.completion_tokens)

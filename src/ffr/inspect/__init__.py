@@ -12,8 +12,8 @@ thumbnails (JPEG, re-decoded from the videos at the logged timestamps) and the F
 Nothing is fetched from a server or CDN; opening the file in a browser is enough.
 
 This module holds the reading side: `read_lines` is the one place that turns log lines
-into `LogLine` objects, so a typed patch-log record can replace the dict rows later
-without touching the page code. The page is built by `ffr.inspect.page.build_report`.
+into `LogLine` objects, each parsed as the one patch-log record (`ffr.patch_log`) and
+audited by `ffr.audit`. The page is built by `ffr.inspect.page.build_report`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
-from ffr.audit import BadLine, Entry, parse_line
+from ffr.audit import Entry, audit_record
+from ffr.patch_log import BadLine, parse_record
 
 # Outcome classes the page filters by. The trainer's outcomes map onto them as follows:
 # fixed -> fixed; improved / not_fixed -> not_fixed (the patched answer was still wrong);
@@ -100,8 +101,10 @@ def log_times(row: Optional[dict]) -> list[float]:
 
 
 def _audited(text: str, where: str) -> LogLine:
-    entry = parse_line(text, where)
-    return LogLine(where, entry.row, entry)
+    row = _json_object(text)
+    if row is None:
+        raise BadLine(f"{where}: not a JSON object")
+    return LogLine(where, row, audit_record(parse_record(row, where)))
 
 
 def _json_object(text: str) -> Optional[dict]:

@@ -91,8 +91,9 @@ class TeacherBackend(abc.ABC):
     async def revise(self, item: PatchRequestItem, proposal: Proposal, reason: str) -> Proposal | None:
         """A new proposal after `proposal`'s patch failed a leak check for `reason`; None: cannot revise.
 
-        The service calls it at most once per item (leak regeneration, issue-tracked as the
-        paper's "regenerate once, else drop"); backends without a model keep this default.
+        The service calls it up to ``--regenerate-leaks`` times per item (default 1, the paper's
+        "regenerate once, else drop"), each time on the latest leaky proposal; backends
+        without a model keep this default.
         """
         return None
 

@@ -32,6 +32,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ffr.teacher.schema import PatchResult
+from r1v.data import iter_json_records
+from r1v.jsonl import append_jsonl, repair_torn_tail
 
 logger = logging.getLogger(__name__)
 
@@ -70,9 +72,8 @@ class ResultCache:
             known = self._data.get((ns, key)) == result
             self._remember((ns, key), result)
             if self.path is not None and not known:
-                line = json.dumps({"key": key, "namespace": ns, "result": result.model_dump(mode="json")},
-                                  ensure_ascii=False)
-                self._append((line + "\n").encode("utf-8"))
+                # One write on an O_APPEND descriptor: concurrent writers never interleave a line.
+                append_jsonl(self.path, [{"key": key, "namespace": ns, "result": result.model_dump(mode="json")}])
 
     def __len__(self) -> int:
         return len(self._data)
@@ -84,33 +85,20 @@ class ResultCache:
         while len(self._data) > self.capacity:
             self._data.popitem(last=False)
 
-    def _append(self, blob: bytes) -> None:
-        """One write on an O_APPEND descriptor, so concurrent writers never interleave a line."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, blob)
-        finally:
-            os.close(fd)
-
     def _load(self) -> None:
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return
-        raw = self.path.read_bytes()
-        lines = raw.split(b"\n")
-        if lines[-1]:
-            logger.warning("%s: dropping a torn last line (%d bytes)", self.path, len(lines[-1]))
-            os.truncate(self.path, len(raw) - len(lines[-1]))
-        for n, line in enumerate(lines[:-1], 1):
-            if not line.strip():
-                continue
+        repair_torn_tail(self.path)
+        for where, entry in iter_json_records(self.path, lines=True):
+            if isinstance(entry, json.JSONDecodeError):
+                raise ValueError(f"{where}: corrupt cache line (JSONDecodeError: {entry})") from entry
             try:
-                entry = json.loads(line)
                 key, result = entry["key"], PatchResult.model_validate(entry["result"])
             except (ValueError, KeyError, TypeError, ValidationError) as exc:
-                raise ValueError(f"{self.path}:{n}: corrupt cache line ({type(exc).__name__}: {exc})") from exc
+                raise ValueError(f"{where}: corrupt cache line ({type(exc).__name__}: {exc})") from exc
             if not isinstance(key, str) or result.status != "ok":
-                raise ValueError(f"{self.path}:{n}: corrupt cache line (needs a str key and an ok result)")
+                raise ValueError(f"{where}: corrupt cache line (needs a str key and an ok result)")
             if entry.get("namespace", "") != self.namespace:
                 self.foreign += 1
                 continue

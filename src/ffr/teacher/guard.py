@@ -1,11 +1,13 @@
-"""Leak review of a backend's proposal: rule gates, optional blind judge, one regeneration.
+"""Leak review of a backend's proposal: rule gates, optional blind judge, up to N regenerations.
 
 The service hands every proposed patch of an item with a gold answer to `LeakGuard.review`:
 1. the rule gates (`ffr.leakage.patch_leaks`) run on every patch;
 2. if they pass and a `BlindJudge` is configured, the blind test runs (multiple choice);
-3. a leak found by either is sent back to the backend once (`TeacherBackend.revise`, the
-   offending span quoted), and the revised patch is reviewed again by both; a second leak,
-   or a backend that cannot revise, drops the patch (status ``leak``).
+3. a leak found by either is sent back to the backend (`TeacherBackend.revise`, the offending
+   span quoted), and the revised patch is reviewed again by both, up to `regenerate` times
+   (the service's ``--regenerate-leaks N``, default 1: the paper's "regenerate once, else
+   drop"); a leak after the last regeneration, or a backend that cannot revise, drops the
+   patch (status ``leak``). With N = 0 a leaky patch is dropped at once.
 The outcome reports which check caught the leak (``gate`` / ``judge``), how many
 regenerations ran, and the judge's cost, so /stats and the patch log can count leaks per
 source and per error type (paper Table 5 and App. A.3).

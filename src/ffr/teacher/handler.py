@@ -4,10 +4,10 @@
 item-level faults: validate -> bound the frame count (``too_many_frames``) -> confine the path
 -> cache (namespaced by the backend's `cache_namespace`, read at each lookup and store, since
 it can change while the service runs) -> backend proposal (timed) -> leak review
-(`guard.LeakGuard`: gates, optional blind judge, one regeneration) -> result with the backend's
-cost fields. Every result's ``detail`` passes `ffr.redact.redact` (`_redacted`) in `handle`,
-the one exit of the pipeline, and before the cache stores it, so no configured secret reaches
-a client, a patch log or the cache file.
+(`guard.LeakGuard`: gates, optional blind judge, up to ``--regenerate-leaks`` regenerations)
+-> result with the backend's cost fields. Every result's ``detail`` passes `ffr.redact.redact`
+(`_redacted`) in `handle`, the one exit of the pipeline, and before the cache stores it, so no
+configured secret reaches a client, a patch log or the cache file.
 `ServiceStats` holds the counters behind ``GET /stats``.
 """
 from __future__ import annotations

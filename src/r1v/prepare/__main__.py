@@ -19,10 +19,13 @@ import logging
 import sys
 from pathlib import Path
 
+# The command is where the layers meet: benchmark specs are read by the evaluation package's
+# benchmark modules, which the core preparation package never imports itself.
+from eval.registry import load_eval_set
 from r1v.data import read_records
+from r1v.jsonl import write_jsonl_atomic
 from r1v.prepare.common import (
     ON_MISSING, MissingMediaError, PrepareReport, is_done, relative_media_path, report_path,
-    write_jsonl_atomic,
 )
 from r1v.prepare.mix import draw_mix, rebuild
 from r1v.prepare.overlap import build_index, filter_overlap
@@ -106,7 +109,7 @@ def run_overlap(args) -> PrepareReport:
         report.notes["skipped"] = "done"
         return report
     records = read_records(args.data, args.data_root, on_error="raise", check_media=False).records
-    kept, report.removed = filter_overlap(records, build_index(args.eval), not args.no_content_hash,
+    kept, report.removed = filter_overlap(records, build_index(args.eval, load_eval_set), not args.no_content_hash,
                                           args.min_question_words, Path(args.data).name)
     report.n_read = len(records)
     rows = ({**{k: v for k, v in r.items() if k != "rel_path"}, "path": relative_media_path(r["path"], out)}
@@ -127,7 +130,8 @@ def main(argv=None) -> int:
             report = run_overlap(args)
         elif args.command == "mix":
             report = draw_mix(args.config, args.out, args.manifest, args.seed, args.base_dir, args.eval,
-                              args.on_missing, not args.no_content_hash, args.min_question_words, args.force)
+                              args.on_missing, not args.no_content_hash, args.min_question_words, args.force,
+                              load_eval_set=load_eval_set)
         else:
             report = rebuild(args.manifest, args.out, _pairs(args.source, "--source"), args.config,
                              args.base_dir, args.on_missing, args.force)

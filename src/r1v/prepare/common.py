@@ -14,9 +14,10 @@ import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from r1v.data import json_records
+from r1v.jsonl import replace_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -76,32 +77,8 @@ def is_done(*outputs: str | Path) -> bool:
     return all(Path(p).is_file() for p in outputs)
 
 
-def _replace_from_tmp(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def write_jsonl_atomic(records: Iterable[dict], path: str | Path) -> int:
-    """Write records as JSONL through a temporary file and a rename; returns the count."""
-    count = 0
-
-    def write(fh):
-        nonlocal count
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            count += 1
-
-    _replace_from_tmp(Path(path), write)
-    return count
-
-
 def write_json_atomic(obj: Any, path: str | Path) -> None:
-    _replace_from_tmp(Path(path), lambda fh: json.dump(obj, fh, ensure_ascii=False, indent=1))
+    replace_atomically(path, lambda fh: json.dump(obj, fh, ensure_ascii=False, indent=1))
 
 
 def read_items(path: str | Path) -> list[Any]:

@@ -30,11 +30,12 @@ import yaml
 from tqdm import tqdm
 
 from r1v.data import expand_env, read_records, sample_records
+from r1v.jsonl import write_jsonl_atomic
 from r1v.prepare.common import (
     MissingMediaError, PrepareReport, check_on_missing, is_done, item_keys, relative_media_path,
-    write_json_atomic, write_jsonl_atomic,
+    write_json_atomic,
 )
-from r1v.prepare.overlap import build_index, filter_overlap
+from r1v.prepare.overlap import EvalSetLoader, build_index, filter_overlap, load_plain_eval_set
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +129,12 @@ def _check_same_draw(manifest: Path, settings: dict, config) -> None:
 
 
 def draw_mix(config, out, manifest, seed: int = 42, base_dir=None, eval_specs=(), on_missing: str = "error",
-             content_hash: bool = True, min_question_words: int = 1, force: bool = False) -> PrepareReport:
+             content_hash: bool = True, min_question_words: int = 1, force: bool = False,
+             load_eval_set: EvalSetLoader = load_plain_eval_set) -> PrepareReport:
     """Draw the mix of mixture YAML ``config``; write ``out`` (JSONL) and ``manifest`` (JSON).
+
+    ``eval_specs`` are read by ``load_eval_set`` (default: bare JSON/JSONL paths only; benchmark
+    specs need ``eval.registry.load_eval_set``, see ``r1v.prepare.overlap``).
 
     A finished draw (both files present) is kept unless ``force``, and only when it was drawn with
     the same settings (seed, config content, eval sets, overlap and missing-media options);
@@ -148,7 +153,7 @@ def draw_mix(config, out, manifest, seed: int = 42, base_dir=None, eval_specs=()
         report.notes["skipped"] = "done"
         return report
     entries = read_mix_config(config, base_dir)
-    index = build_index(list(eval_specs)) if eval_specs else None
+    index = build_index(list(eval_specs), load_eval_set) if eval_specs else None
     loaded = [_load_source(e.name, e.json_path, e.data_root, report) for e in entries]
     _raise_missing(report, str(config), on_missing, manifest.with_name(manifest.name + ".report.json"))
     sources, items, chosen_all = {}, [], []

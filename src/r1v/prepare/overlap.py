@@ -1,13 +1,16 @@
 """Train/eval overlap check: drop training items whose video or question appears in an eval set.
 
-An evaluation set is given as ``PATH`` or ``NAME[:SUBSET]=PATH``:
+The check matches against plain evaluation items (``EvalItem``: a label, a media path, a
+question), grouped in named sets. An evaluation set is given as ``PATH`` or
+``NAME[:SUBSET]=PATH`` and turned into items by a loader (``EvalSetLoader``):
 
-* ``NAME`` a benchmark of ``eval.registry`` (``videoholmes``, ``mmvu``, ...): ``PATH`` is one
-  of its annotation files (official or Video-R1-eval format, told apart by ``problem_id``),
-  read by that benchmark's own ``load_records`` (``SUBSET`` where the benchmark needs one);
-* a bare ``PATH``: a JSON list or JSONL whose items name their video by ``path``, ``video``,
-  ``video_path``, ``video ID``, ``video_id`` or ``video_name`` and their question by
-  ``problem``, ``question`` or ``Question``.
+* a bare ``PATH`` is read here (``load_plain_eval_set``): a JSON list or JSONL whose items
+  name their video by ``path``, ``video``, ``video_path``, ``video ID``, ``video_id`` or
+  ``video_name`` and their question by ``problem``, ``question`` or ``Question``;
+* ``NAME`` a benchmark (``videoholmes``, ``mmvu``, ...): only the benchmark modules know their
+  official formats, and they live in the evaluation package, which depends on this one and
+  not the other way round; ``eval.registry.load_eval_set`` reads both kinds of spec, and the
+  ``python -m r1v.prepare`` command passes it in.
 
 A training item is removed (first rule that matches, recorded as its ``reason``):
 
@@ -28,6 +31,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
@@ -53,6 +57,8 @@ def media_stem(path: str) -> str:
 
 @dataclass
 class EvalItem:
+    """One evaluation item as the check sees it: no benchmark format, just what can overlap."""
+
     label: str  # "<set>:<item id>"
     media: str | None
     question: str
@@ -69,7 +75,11 @@ class EvalIndex:
     sets: list[str] = field(default_factory=list)
 
 
-def _parse_spec(spec: str) -> tuple[str | None, str | None, Path]:
+EvalSetLoader = Callable[[str], tuple[str, list[EvalItem]]]  # spec -> (set name, items)
+
+
+def parse_spec(spec: str) -> tuple[str | None, str | None, Path]:
+    """(benchmark name or None, subset or None, path) of a ``PATH`` / ``NAME[:SUBSET]=PATH`` spec."""
     name, sep, path = spec.partition("=")
     if not sep:
         return None, None, Path(spec)
@@ -77,7 +87,8 @@ def _parse_spec(spec: str) -> tuple[str | None, str | None, Path]:
     return bench, subset or None, Path(path)
 
 
-def _generic_items(items: list, set_name: str, where: Path) -> list[EvalItem]:
+def plain_eval_items(items: list, set_name: str, where: Path) -> list[EvalItem]:
+    """Eval items of a generic JSON/JSONL file's ``items`` (fields found by name, see the module docstring)."""
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -94,29 +105,22 @@ def _generic_items(items: list, set_name: str, where: Path) -> list[EvalItem]:
     return out
 
 
-def load_eval_items(spec: str) -> tuple[str, list[EvalItem]]:
-    """(set name, items) of one ``PATH`` / ``NAME[:SUBSET]=PATH`` spec; errors name the file."""
-    bench, subset, path = _parse_spec(spec)
-    items = read_items(path)
-    if bench is None:
-        return path.name, _generic_items(items, path.name, path)
-    from eval.registry import get_benchmark  # the benchmark modules know each official format
-
-    module = get_benchmark(bench)
-    fmt = "video-r1" if items and isinstance(items[0], dict) and "problem_id" in items[0] else "official"
-    try:
-        samples = module.load_records(items, fmt=fmt, subset=subset, root=str(path.parent))
-    except ValueError as exc:
-        raise ValueError(f"{path}: cannot read as {bench} ({fmt} format): {exc}") from exc
-    name = bench if subset is None else f"{bench}:{subset}"
-    return name, [EvalItem(f"{name}:{s.id}", s.media_path, s.question) for s in samples]
+def load_plain_eval_set(spec: str) -> tuple[str, list[EvalItem]]:
+    """(file name, items) of a bare ``PATH`` spec; a ``NAME=PATH`` spec is refused (it needs the
+    benchmark's reader, ``eval.registry.load_eval_set``). Errors name the file."""
+    bench, _, path = parse_spec(spec)
+    if bench is not None:
+        raise ValueError(f"eval set {spec!r}: benchmark {bench!r} needs the benchmark loader "
+                         "(eval.registry.load_eval_set); this loader reads bare JSON/JSONL paths only")
+    return path.name, plain_eval_items(read_items(path), path.name, path)
 
 
-def build_index(specs: list[str]) -> EvalIndex:
-    """Index every eval item of ``specs`` by video stem, normalised question and media size."""
+def build_index(specs: list[str], load: EvalSetLoader = load_plain_eval_set) -> EvalIndex:
+    """Index every eval item of ``specs`` (each read by ``load``) by video stem, normalised question
+    and media size."""
     index = EvalIndex()
     for spec in specs:
-        name, items = load_eval_items(spec)
+        name, items = load(spec)
         index.sets.append(name)
         index.n_items += len(items)
         for item in items:

@@ -36,9 +36,10 @@ from typing import Callable, Iterator
 from tqdm import tqdm
 
 from r1v.data import validate_record
+from r1v.jsonl import write_jsonl_atomic
 from r1v.prepare.common import (
     MissingMediaError, PrepareReport, check_on_missing, is_done, item_keys, read_items,
-    relative_media_path, report_path, write_jsonl_atomic,
+    relative_media_path, report_path,
 )
 
 logger = logging.getLogger(__name__)

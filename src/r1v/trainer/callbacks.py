@@ -1,44 +1,17 @@
 """Trainer callbacks: a local JSONL metrics log next to the run's other outputs."""
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 
 from transformers import TrainerCallback
 
+from r1v.jsonl import append_jsonl, truncate_jsonl_after_step
+
+__all__ = ["JsonlLogCallback", "truncate_jsonl_after_step"]
+
 logger = logging.getLogger(__name__)
-
-
-def truncate_jsonl_after_step(path: str, step: int) -> int:
-    """Drop the rows of a metrics JSONL whose ``step`` exceeds ``step``; returns how many were dropped.
-
-    The file is rewritten through a temporary file and ``os.replace``, so a kill leaves either
-    the old or the new file. A line that is not a JSON object with a step (e.g. the torn last
-    line of a killed run) is dropped too.
-    """
-    if not os.path.isfile(path):
-        return 0
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
-    keep = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:  # torn write of a killed run
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), int) and row["step"] <= step:
-            keep.append(line)
-    dropped = len(lines) - len(keep)
-    if dropped:
-        tmp = f"{path}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in keep))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    return dropped
 
 
 class JsonlLogCallback(TrainerCallback):
@@ -69,5 +42,4 @@ class JsonlLogCallback(TrainerCallback):
         row = {"step": state.global_step}
         for k, v in logs.items():
             row[k] = None if isinstance(v, float) and not math.isfinite(v) else v
-        with open(os.path.join(args.output_dir, self.filename), "a") as f:
-            f.write(json.dumps(row) + "\n")
+        append_jsonl(os.path.join(args.output_dir, self.filename), [row])

@@ -4,7 +4,7 @@ Why the transformers ``Trainer`` and not TRL's ``SFTTrainer``: TRL is neither in
 pinned here, and its VL path builds prompts with its own chat-template and vision handling,
 while SFT must see exactly the prompts GRPO sees (``r1v.prompts`` text, ``r1v.vision`` frame
 policy, ``r1v.inputs`` encoding with ``mm_token_type_ids`` and video metadata). A collator
-(``r1v.sft_data.SFTCollator``) does that, and this class adds three things to ``Trainer``:
+(``r1v.sft_data.SFTCollator``) does that, and this class adds four things to ``Trainer``:
 
 * every global batch holds one modality (``RepeatBlockSampler`` grouped by ``data_type``): under
   ZeRO-3 a rank whose micro-batch mixed images and videos would run the vision tower twice while
@@ -15,7 +15,10 @@ policy, ``r1v.inputs`` encoding with ``mm_token_type_ids`` and video metadata). 
   and divided by the labelled-token count of the whole optimizer step when the Trainer provides
   it (``num_items_in_batch``), else averaged over this micro-batch;
 * metrics ``data/skipped_media``, ``data/skipped_too_long`` and ``sft/target_tokens``, merged over
-  ranks like the GRPO trainer's.
+  ranks like the GRPO trainer's;
+* checkpoints are saved and resumed like GRPO's (``r1v.trainer.checkpoints.AtomicCheckpointMixin``):
+  written under ``.tmp-checkpoint-N`` and renamed once complete, and ``resume_from_checkpoint=True``
+  takes the newest complete one, so a run killed mid-save never resumes from torn weights.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from transformers import AutoProcessor, PreTrainedModel, Trainer
 
 from r1v.sft_data import IGNORE_INDEX, SFTCollator
+from r1v.trainer.checkpoints import AtomicCheckpointMixin
 from r1v.trainer.utils import prepare_student
 from r1v.trainer.utils import MetricStore, RecordDataset, RepeatBlockSampler, gather_object_list, merge_metric_states
 from r1v.vision import VisionConfig
@@ -34,7 +38,7 @@ from r1v.vision import VisionConfig
 logger = logging.getLogger(__name__)
 
 
-class Qwen2VLSFTTrainer(Trainer):
+class Qwen2VLSFTTrainer(AtomicCheckpointMixin, Trainer):
     """SFT on Video-R1 CoT records (``process`` + ``solution``) with assistant-only loss.
 
     model: a checkpoint path / hub id or a loaded model. args: ``r1v.sft.SFTConfig``
