@@ -156,9 +156,26 @@ def test_skipped_rollouts_are_left_out_of_reward_metrics():
         prompts=SimpleNamespace(meta=[{"record": {"problem_id": i // g}, "prompt_text": "p"} for i in range(4)]),
     )
     fake = SimpleNamespace(num_generations=g, reward_names=["accuracy"], metrics=MetricStore(), timer=StageTimer(),
-                           args=SimpleNamespace(num_completions_to_print=0))
+                           args=SimpleNamespace(num_completions_to_print=0), eos_token_ids=[7])
     Qwen2VLGRPOTrainer.record_rollout_metrics(fake, rollouts)
     got = {k: s / c for k, (s, c) in fake.metrics.state().items()}
     assert got["rewards/accuracy"] == pytest.approx(0.5) and got["reward"] == pytest.approx(0.5)
     assert got["reward_std"] == pytest.approx(2 ** -0.5) and got["frac_reward_zero_std"] == 0.0
     assert got["completion_length"] == pytest.approx(1.5)
+
+
+def test_a_completion_ending_at_the_last_column_is_not_truncated():
+    # Row 0 ends with EOS (7) exactly at the last column, row 1 is cut without one, row 2 stops early.
+    ids = torch.tensor([[5, 6, 7], [5, 6, 6], [7, 0, 0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 0, 0]])
+    rollouts = SimpleNamespace(
+        extras={"reward": torch.tensor([1.0, 0.0, 1.0])}, rewards=torch.tensor([[1.0], [0.0], [1.0]]),
+        valid=torch.tensor([True, True, True]), completion_mask=mask, completion_ids=ids,
+        completions_text=["a", "b", "c"],
+        prompts=SimpleNamespace(meta=[{"record": {"problem_id": 0}, "prompt_text": "p"}] * 3),
+    )
+    fake = SimpleNamespace(num_generations=3, reward_names=["accuracy"], metrics=MetricStore(), timer=StageTimer(),
+                           args=SimpleNamespace(num_completions_to_print=0), eos_token_ids=[7])
+    Qwen2VLGRPOTrainer.record_rollout_metrics(fake, rollouts)
+    got = {k: s / c for k, (s, c) in fake.metrics.state().items()}
+    assert got["completions/truncated_frac"] == pytest.approx(1 / 3)

@@ -34,7 +34,7 @@ from r1v.trainer.grpo_math import (
     surrogate_loss,
 )
 from r1v.trainer.utils import (
-    MetricStore, RecordDataset, RepeatBlockSampler, SkipMonitor, StageTimer, gather_object_list, identity_collator,
+    MetricStore, RecordDataset, completion_ended, RepeatBlockSampler, SkipMonitor, StageTimer, gather_object_list, identity_collator,
     load_student, merge_metric_states, prepare_deepspeed_reference, prepare_student, rollout_reward_metrics,
     completion_samples, write_jsonl,
 )
@@ -366,8 +366,9 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
         ids = getattr(rollouts, "group_ids", None)
         if ids is None:
             ids = contiguous_group_ids(reward.numel(), self.num_generations, reward.device)
+        ended = completion_ended(rollouts.completion_ids, rollouts.completion_mask, self.eos_token_ids)
         for name, value, weight in rollout_reward_metrics(reward, rollouts.rewards, rollouts.valid,
-                                                          rollouts.completion_mask, ids, self.reward_names):
+                                                          rollouts.completion_mask, ids, self.reward_names, ended):
             self.metrics.add(name, value, weight)
         self.metrics.add_many(self.timer.pop())
         self._last_samples = completion_samples(rollouts.prompts.meta, rollouts.completions_text, reward,

@@ -161,13 +161,23 @@ class MetricStore:
         self.counts.clear()
 
 
+def completion_ended(completion_ids: torch.Tensor, completion_mask: torch.Tensor, eos_token_ids: list[int]) -> torch.Tensor:
+    """(N,) bool: rows whose kept tokens (mask (N, C)) include an end-of-sequence token, i.e. not truncated.
+
+    A row can end exactly at the last column, so the length alone cannot tell a finished row from a cut one.
+    """
+    eos = torch.tensor(eos_token_ids, device=completion_ids.device)
+    return (torch.isin(completion_ids, eos) & completion_mask.bool()).any(dim=1)
+
+
 def rollout_reward_metrics(reward: torch.Tensor, rewards: torch.Tensor, valid: torch.Tensor,
                            completion_mask: torch.Tensor, group_ids: torch.Tensor,
-                           reward_names: list[str]) -> list[tuple[str, float, int]]:
+                           reward_names: list[str], ended: torch.Tensor) -> list[tuple[str, float, int]]:
     """(name, mean, weight) of the reward and length statistics of one generated batch.
 
     reward: (N,) scalar reward; rewards: (N, F) per function; valid: (N,) bool;
-    completion_mask: (N, C); group_ids: (N,) long. Skipped prompts (placeholders,
+    completion_mask: (N, C); group_ids: (N,) long; ended: (N,) bool, the row produced its
+    end-of-sequence token (``completion_ended``); the others count as truncated. Skipped prompts (placeholders,
     valid=False) score 0 by construction: they would drag the reward means down and count as
     zero-std groups, so every statistic excludes them (a group counts only when all its rows are valid).
     """
@@ -180,7 +190,7 @@ def rollout_reward_metrics(reward: torch.Tensor, rewards: torch.Tensor, valid: t
         out.append(("reward", reward[valid].mean().item(), n_valid))
         lengths = completion_mask.sum(dim=1).float()[valid]
         out.append(("completion_length", lengths.mean().item(), n_valid))
-        truncated = (lengths >= completion_mask.shape[1]).float()
+        truncated = (~ended.to(valid.device)[valid]).float()
         out.append(("completions/truncated_frac", truncated.mean().item(), n_valid))
     inverse, _, std = group_stats(reward, group_ids)
     invalid_rows = torch.zeros(std.numel(), device=reward.device).index_add_(0, inverse, (~valid).float())
