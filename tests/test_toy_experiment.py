@@ -17,7 +17,7 @@ from ffr.patch import evidence_to_patch, render_patch
 from r1v.prompts import build_prompt_text
 from r1v.toy.protocol import load_protocol
 from r1v.toy.warm_start import read_jsonl, with_evidence_block
-from r1v.toy.world import COLOURS, OFF, ToyWorld, generate_split
+from r1v.toy.world import COLOURS, OFF, PRETRAIN_SCENARIO, ToyWorld, generate_split
 from r1v.vision import VisionConfig, load_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +58,18 @@ def test_world_answers_are_right_by_construction(tmp_path):
         assert patch_leaks(patch, gold, rec["options"], rec["problem_type"]) is None, rec
 
 
+def test_pretraining_items_ask_a_named_cell_at_a_named_time(tmp_path):
+    records = read_jsonl(generate_split(tmp_path, 12, seed=6, name="p", scenario=PRETRAIN_SCENARIO))
+    assert {r["data_source"] for r in records} == {"toy/cell_colour"}
+    for rec in records:
+        frames = load_video(tmp_path / rec["path"], VISION).frames.numpy()
+        frame = frames[0] if "at the start" in rec["problem"] else frames[-1]
+        gold = rec["solution"][len("<answer>"):-len("</answer>")]
+        assert "ABCD"[list(COLOURS).index(_cell_colour(frame, rec["evidence"]["region"]))] == gold, rec
+    with pytest.raises(ValueError, match="unknown scenario"):
+        generate_split(tmp_path, 1, seed=6, scenario="nope")
+
+
 def test_world_knobs_are_checked():
     with pytest.raises(ValueError, match="multiple of 28"):
         ToyWorld(size=100)
@@ -86,6 +98,11 @@ def test_protocol_file_is_checked(tmp_path):
     bad.write_text(text.replace("beta: 0.04", "betta: 0.04"))
     with pytest.raises(ValueError, match="betta"):
         load_protocol(bad)
+    bad.write_text(text.replace("steps: 6,", "steps: 6, pretrain_steps: 5,"))
+    with pytest.raises(ValueError, match="go together"):
+        load_protocol(bad)
+    v3 = load_protocol(ROOT / "experiments" / "toy" / "protocol_v3.yaml")
+    assert v3.warm_start.pretrain_steps > 0 and "pretrain" in v3.splits
     other = tmp_path / "other.yaml"
     other.write_text(text.replace("steps: 6", "steps: 7"))
     assert load_protocol(other).warm_key() != load_protocol(SMOKE).warm_key()

@@ -31,7 +31,10 @@ def _warm_modules():
 class WarmStart:
     """Supervised warm start (``r1v.sft``) on the warm split."""
 
-    steps: int = field(default=150, metadata={"help": "SFT optimizer steps."})
+    steps: int = field(default=150, metadata={"help": "SFT optimizer steps on the warm split."})
+    pretrain_steps: int = field(
+        default=0, metadata={"help": "Vision pre-training steps (SFT on the pretrain split's attribute questions, "
+                                     "before the warm split); 0: none."})
     batch_size: int = field(default=16, metadata={"help": "SFT examples per step."})
     learning_rate: float = field(default=2e-3, metadata={"help": "SFT learning rate (constant)."})
     evidence_share: float = field(
@@ -110,21 +113,27 @@ def load_protocol(path: str | Path) -> ToyProtocol:
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}")
     splits = {}
-    for name in ("warm", "rl", "test"):
+    names = ("warm", "rl", "test") + (("pretrain",) if "pretrain" in (raw["splits"] or {}) else ())
+    unknown_splits = sorted(set(raw["splits"] or {}) - {"warm", "rl", "test", "pretrain"})
+    if unknown_splits:
+        raise ValueError(f"{path}: unknown split(s) {unknown_splits}")
+    for name in names:
         value = (raw["splits"] or {}).get(name)
         if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) for v in value)):
             raise ValueError(f"{path}: splits.{name} must be [n_items, seed], got {value!r}")
         splits[name] = (value[0], value[1])
-    if len({seed for _, seed in splits.values()}) != 3:
-        raise ValueError(f"{path}: the three splits need disjoint seeds, got {splits}")
+    if len({seed for _, seed in splits.values()}) != len(splits):
+        raise ValueError(f"{path}: the splits need disjoint seeds, got {splits}")
     rl = _build(RLSettings, raw["rl"], f"{path}: rl")
     bad = sorted(set(rl.methods) - set(METHODS))
     if bad or not rl.seeds or rl.max_steps < 1 or rl.eval_every < 1:
         raise ValueError(f"{path}: rl needs methods among {METHODS} (got {bad or rl.methods}), seeds, "
                          "max_steps >= 1 and eval_every >= 1")
     ws = _build(WarmStart, raw["warm_start"], f"{path}: warm_start")
-    if not 0.0 <= ws.evidence_share <= 1.0 or ws.steps < 1:
-        raise ValueError(f"{path}: warm_start needs steps >= 1 and 0 <= evidence_share <= 1")
+    if not 0.0 <= ws.evidence_share <= 1.0 or ws.steps < 1 or ws.pretrain_steps < 0:
+        raise ValueError(f"{path}: warm_start needs steps >= 1, pretrain_steps >= 0 and 0 <= evidence_share <= 1")
+    if (ws.pretrain_steps > 0) != ("pretrain" in splits):
+        raise ValueError(f"{path}: warm_start.pretrain_steps > 0 and splits.pretrain go together")
     return ToyProtocol(version=int(raw["version"]), world=_build(ToyWorld, raw["world"], f"{path}: world"),
                        splits=splits, student=_build(TinySize, raw["student"], f"{path}: student"),
                        warm_start=ws, rl=rl, metric=str(raw.get("metric", ToyProtocol.metric)))

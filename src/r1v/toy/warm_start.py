@@ -2,7 +2,7 @@
 
 ``build_warm_start(protocol, cache_root)`` returns ``cache_root/warm-<protocol.warm_key()>/``,
 building it once (in a temporary folder renamed when complete, so a killed build is redone):
-    data/{warm,rl,test}.jsonl (+ videos/)   the three splits, disjoint seeds
+    data/{warm,rl,test}.jsonl (+ videos/)   the three splits, disjoint seeds (and pretrain.jsonl)
     sft.jsonl                               warm split as SFT records (``process`` + gold answer)
     student/                                the warm student (a checkpoint loaded by path)
     warm_start.json                         held-out accuracy of the random and the warm student,
@@ -30,7 +30,7 @@ from ffr.patch import evidence_to_patch, render_evidence_block
 from r1v.toy.heldout import HeldOut
 from r1v.toy.protocol import ToyProtocol
 from r1v.toy.tiny import build_tiny_model, save_tiny_checkpoint
-from r1v.toy.world import generate_split
+from r1v.toy.world import PRETRAIN_SCENARIO, generate_split
 from r1v.vision import VisionConfig, load_video
 
 logger = logging.getLogger(__name__)
@@ -68,27 +68,33 @@ def with_evidence_block(record: dict, timestamps: list[float]) -> dict:
     return {**record, "problem": f"{block}\n\n{record['problem']}", "ffr_evidence_block": True}
 
 
-def sft_records(protocol: ToyProtocol, data: Path) -> list[dict]:
-    """The warm split as SFT records; a seeded ``evidence_share`` of them carry the evidence block."""
+def sft_records(protocol: ToyProtocol, data: Path, split: str = "warm", evidence_share: float | None = None) -> list[dict]:
+    """A split as SFT records; a seeded share of them (default ``warm_start.evidence_share``) carry the evidence block."""
     ws = protocol.warm_start
+    share = ws.evidence_share if evidence_share is None else evidence_share
     rng = random.Random(ws.seed)
     cfg = vision_config(protocol)
     out = []
-    for rec in read_jsonl(data / "warm.jsonl"):
-        if rng.random() < ws.evidence_share:
+    for rec in read_jsonl(data / f"{split}.jsonl"):
+        if rng.random() < share:
             rec = with_evidence_block(rec, load_video(data / rec["path"], cfg).timestamps)
         out.append({**rec, "process": ws.think})
     return out
 
 
-def sft_argv(protocol: ToyProtocol, init: Path, sft_jsonl: Path, out: Path) -> list[str]:
+def sft_argv(protocol: ToyProtocol, init: Path, sft_jsonl: Path, out: Path, steps: int) -> list[str]:
     ws = protocol.warm_start
     return ["--model_name_or_path", str(init), "--dataset_name", str(sft_jsonl), "--output_dir", str(out),
-            "--max_steps", str(ws.steps), "--per_device_train_batch_size", str(ws.batch_size),
+            "--max_steps", str(steps), "--per_device_train_batch_size", str(ws.batch_size),
             "--learning_rate", str(ws.learning_rate), "--lr_scheduler_type", "constant", "--warmup_steps", "0",
             "--weight_decay", "0", "--use_cpu", "true", "--torch_dtype", "float32", "--report_to", "none",
             "--save_strategy", "no", "--logging_steps", "25", "--dataloader_num_workers", "0",
             "--seed", str(ws.seed), "--disable_tqdm", "true", *vision_flags(protocol)]
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
 
 
 def _evaluate(path: Path, held: HeldOut) -> dict:
@@ -109,21 +115,29 @@ def build_warm_start(protocol: ToyProtocol, cache_root: str | Path) -> Path:
     tmp = final.with_name(final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     start = time.perf_counter()
+    ws = protocol.warm_start
     for name, (n, seed) in protocol.splits.items():
-        generate_split(tmp / "data", n, seed, protocol.world, name=name)
+        generate_split(tmp / "data", n, seed, protocol.world, name=name,
+                       scenario=PRETRAIN_SCENARIO if name == "pretrain" else None)
     records = sft_records(protocol, tmp / "data")
-    sft_jsonl = tmp / "data" / "sft.jsonl"
-    sft_jsonl.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    model, processor = build_tiny_model("qwen2_5_vl", protocol.warm_start.seed, size=protocol.student)
+    sft_jsonl = _write_jsonl(tmp / "data" / "sft.jsonl", records)
+    model, processor = build_tiny_model("qwen2_5_vl", ws.seed, size=protocol.student)
     init = save_tiny_checkpoint(model, processor, tmp / "student_init")
     held = HeldOut(read_jsonl(tmp / "data" / "test.jsonl"), tmp / "data", vision_config(protocol))
     random_eval = held.evaluate(model, processor)
-    sft_main(sft_argv(protocol, init, sft_jsonl, tmp / "student"))
+    pretrain_eval = None
+    if ws.pretrain_steps:
+        pre_jsonl = _write_jsonl(tmp / "data" / "sft_pretrain.jsonl",
+                                 sft_records(protocol, tmp / "data", "pretrain", evidence_share=0.0))
+        sft_main(sft_argv(protocol, init, pre_jsonl, tmp / "student_pretrained", ws.pretrain_steps))
+        init = tmp / "student_pretrained"
+        pretrain_eval = _evaluate(init, held)
+    sft_main(sft_argv(protocol, init, sft_jsonl, tmp / "student", ws.steps))
     warm_eval = _evaluate(tmp / "student", held)
     summary = {"warm_key": protocol.warm_key(), "protocol_version": protocol.version,
                "params": sum(p.numel() for p in model.parameters()),
                "evidence_items": sum(bool(r.get("ffr_evidence_block")) for r in records),
-               "random_student": random_eval, "warm_student": warm_eval,
+               "random_student": random_eval, "pretrained_student": pretrain_eval, "warm_student": warm_eval,
                "seconds": round(time.perf_counter() - start, 1)}
     (tmp / "warm_start.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     shutil.rmtree(final, ignore_errors=True)

@@ -20,6 +20,10 @@ so a patch that points at the right frames or cell is evidence the student did n
 - ``absent_colour`` (misconception, multiple choice): three of the four colours appear; "Which
   colour does not appear?"; the guidance restates what the question asks.
 - ``count_cells`` (spatial, numerical): "How many squares are red?" (1 .. grid² - 1).
+A fifth scenario, ``cell_colour`` ("What colour is the top-left square at the end of the
+video?", on two independent boards, one per half of the clip), is the toy's *vision pre-training*
+(frames → attributes): it is never in the task mix, only in the optional pre-training split of
+the warm start, where it stands in for the pretrained encoder a real VLM brings.
 Multiple-choice options list the palette in one fixed order (``OPTIONS``), so no letter mapping
 has to be learned. All difficulty knobs are the fields of ``ToyWorld``.
 
@@ -165,7 +169,23 @@ def scene_count_cells(rng, world: ToyWorld):
     return [(board, None)] * world.n_frames, item
 
 
-BUILDERS = {"lit_colour": scene_lit_colour, "marked_colour": scene_marked_colour,
+def scene_cell_colour(rng, world: ToyWorld):
+    """Pre-training attribute: the colour of a named cell at the start or the end of the clip."""
+    first, second = _board(rng, world), _board(rng, world)
+    r, c = (int(v) for v in rng.integers(0, world.grid, size=2))
+    when = str(rng.choice(["start", "end"]))
+    half = world.n_frames // 2
+    board = first if when == "start" else second
+    where = cell_name(world, r, c)
+    item = _mc(f"What colour is the {where} square at the {when} of the video?", list(COLOURS)[board[r, c]])
+    f0, f1 = (0, half) if when == "start" else (half, world.n_frames)
+    item["evidence"] = _evidence(_seconds(world, f0, f1), cell_box(world, r, c), "spatial", [f"the {where} square"],
+                                 "Look only at the marked square in the marked frames.")
+    return [(first, None)] * half + [(second, None)] * half, item
+
+
+PRETRAIN_SCENARIO = "cell_colour"
+BUILDERS = {"cell_colour": scene_cell_colour, "lit_colour": scene_lit_colour, "marked_colour": scene_marked_colour,
             "absent_colour": scene_absent_colour, "count_cells": scene_count_cells}  # fmt: skip
 
 
@@ -193,23 +213,29 @@ def scenario_of(i: int, seed: int, world: ToyWorld) -> str:
     return SCENARIOS[int(np.random.default_rng([seed, i, 1]).choice(len(SCENARIOS), p=p / p.sum()))]
 
 
-def generate_split(out_dir, n_items: int, seed: int, world: ToyWorld | None = None, name: str = "items") -> Path:
-    """Write ``out_dir/videos/`` and ``out_dir/{name}.jsonl`` (Video-R1 records with evidence); return the jsonl."""
+def generate_split(out_dir, n_items: int, seed: int, world: ToyWorld | None = None, name: str = "items",
+                   scenario: str | None = None) -> Path:
+    """Write ``out_dir/videos/`` and ``out_dir/{name}.jsonl`` (Video-R1 records with evidence); return the jsonl.
+
+    Items follow the world's mix, or are all of ``scenario`` when given (e.g. ``PRETRAIN_SCENARIO``).
+    """
+    if scenario is not None and scenario not in BUILDERS:
+        raise ValueError(f"unknown scenario {scenario!r}; expected one of {sorted(BUILDERS)}")
     world = world or ToyWorld()
     if n_items < 1:
         raise ValueError(f"n_items must be >= 1, got {n_items}")
     out = Path(out_dir)
     records = []
     for i in range(n_items):
-        scenario = scenario_of(i, seed, world)
+        kind = scenario or scenario_of(i, seed, world)
         rng = np.random.default_rng([seed, i])
-        frames, item = BUILDERS[scenario](rng, world)
+        frames, item = BUILDERS[kind](rng, world)
         rel = f"videos/{name}_{i:05d}.mp4"
         encode_mp4(render(frames, world, rng), out / rel, world.fps)
         records.append({"problem_id": f"toy-{name}-{seed}-{i:05d}", "problem": item["problem"], "data_type": "video",
                         "problem_type": item["problem_type"], "options": item["options"],
                         "solution": f"<answer>{item['answer']}</answer>", "path": rel,
-                        "data_source": f"toy/{scenario}", "evidence": item["evidence"]})
+                        "data_source": f"toy/{kind}", "evidence": item["evidence"]})
     path = out / f"{name}.jsonl"
     with open(path, "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in records)
