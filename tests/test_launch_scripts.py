@@ -91,7 +91,17 @@ def test_tgrpo_script_launches_r1v_tgrpo_with_paper_config(tmp_path):
     assert argv[-2:] == ["--len_control", "false"]  # passthrough comes last, so it wins
 
 
-@pytest.mark.parametrize("module, config", [("r1v.sft", "sft_video_r1.yaml"), ("r1v.tgrpo", "grpo_paper.yaml")])
+def test_luffy_script_launches_r1v_luffy_with_its_traces(tmp_path):
+    argv = run_script(tmp_path, "train_luffy.sh", "--luffy_advantage", "split", TRACES="/d/traces.jsonl")
+    assert "r1v.luffy" in argv and flag(argv, "--config").endswith("local_scripts/configs/grpo_paper.yaml")
+    assert flag(argv, "--model_name_or_path") == "Video-R1/Qwen2.5-VL-7B-COT-SFT"
+    assert flag(argv, "--luffy_traces") == "/d/traces.jsonl" and flag(argv, "--luffy_num_traces") == "1"
+    assert flag(argv, "--beta") == "0.0"  # LUFFY runs without KL; the shared config sets 0.04
+    assert argv[-2:] == ["--luffy_advantage", "split"]
+
+
+@pytest.mark.parametrize("module, config", [("r1v.sft", "sft_video_r1.yaml"), ("r1v.tgrpo", "grpo_paper.yaml"),
+                                            ("r1v.luffy", "grpo_paper.yaml")])
 def test_script_configs_parse_into_their_entry_points(tmp_path, module, config):
     """Every key of the YAML a script passes is a field of that entry point (a typo would fail the launch)."""
     import importlib
