@@ -133,7 +133,7 @@ def test_run_config_never_holds_the_teacher_key(tmp_path, monkeypatch, spelling)
 HUB = "hf_hub-secret-value"
 
 
-@pytest.mark.parametrize("entry", ["r1v.grpo", "r1v.tgrpo", "r1v.sft", "ffr.train"])
+@pytest.mark.parametrize("entry", ["r1v.grpo", "r1v.tgrpo", "r1v.luffy", "r1v.sft", "ffr.train"])
 @pytest.mark.parametrize("spelling", [["--hub_token", HUB], ["--hub-token", HUB], [f"--hub_token={HUB}"],
                                       [f"--hub-token={HUB}"]])
 def test_run_config_never_holds_any_secret(tmp_path, monkeypatch, entry, spelling):
@@ -145,8 +145,8 @@ def test_run_config_never_holds_any_secret(tmp_path, monkeypatch, entry, spellin
     types = {"r1v.grpo": TYPES, "r1v.tgrpo": (GRPOScriptArguments, TGRPOConfig, ModelConfig)}
     argv = ["--model_name_or_path", "m", "--output_dir", str(tmp_path), "--use_cpu", "true", *spelling]
     monkeypatch.setattr("sys.argv", [entry, *argv])
-    if entry == "r1v.sft":
-        configs = importlib.import_module("r1v.sft").parse_args(argv)
+    if entry in ("r1v.sft", "r1v.luffy"):
+        configs = importlib.import_module(entry).parse_args(argv)
     elif entry == "ffr.train":
         from ffr.train import FFRGRPOConfig
         configs = parse_config((GRPOScriptArguments, FFRGRPOConfig, ModelConfig), argv)
