@@ -68,6 +68,12 @@ def test_trace_rows_join_their_group_and_a_missing_trace_is_counted(tiny_qwen25_
         assert rollouts.advantages[rows].tolist() == pytest.approx(((sel - sel.mean()) / (sel.std() + 1e-4)).tolist(),
                                                                    abs=1e-5)
     assert trainer.generated_tokens == int(rollouts.completion_mask[:6].sum())  # traces are not sampled tokens
+    # The base reward and length metrics describe the sampled rows only; the trace has its own.
+    state = trainer.metrics.state()
+    assert state["reward"][1] == 6 and state["reward"][0] == pytest.approx(float(r[:6].sum()), rel=1e-5)
+    assert state["completion_length"][0] == pytest.approx(float(rollouts.completion_mask[:6].sum()))
+    assert state["luffy/trace_length"] == (float(len(expect)), 1)
+    assert state["luffy/teacher_reward"][0] == pytest.approx(float(r[6]), rel=1e-5)
 
 
 def test_a_long_trace_is_cut_at_max_completion_length(tiny_qwen25_ckpt, synthetic_dir, tmp_path):

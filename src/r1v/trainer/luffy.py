@@ -214,9 +214,21 @@ class LuffyTrainer(Qwen2VLGRPOTrainer):
             self.metrics.add("luffy/teacher_advantage", adv[teacher].float().mean().item(), int(teacher.sum()))
         return adv
 
+    def record_rollout_metrics(self, rollouts: RolloutBatch) -> None:
+        """The base rollout metrics (rewards, reward_std, lengths, samples) of the sampled rows only, so
+        they describe the policy as in plain GRPO runs; traces have their own ``luffy/*`` metrics."""
+        sampled = (rollouts.source != int(RowSource.TEACHER)).nonzero().flatten()
+        if sampled.numel() == rollouts.source.numel():
+            return super().record_rollout_metrics(rollouts)
+        return super().record_rollout_metrics(rollouts.select(sampled))
+
     # ------------------------------------------------------------------ stage 6: loss
     def surrogate(self) -> Surrogate:
-        """GRPO's pieces with LUFFY's off-policy shaping on teacher rows (``LuffySurrogate``)."""
+        """GRPO's pieces with LUFFY's off-policy shaping on teacher rows (``LuffySurrogate``).
+
+        The logged ``ratio_mean`` averages the unshaped ratio of all tokens, so teacher tokens
+        contribute pi_theta there; ``clip_ratio`` counts on-policy tokens only (traces are never clipped).
+        """
         return LuffySurrogate(self.args.epsilon, self.args.epsilon_high, self.args.luffy_gamma,
                               self.args.luffy_clip_on_policy)
 
