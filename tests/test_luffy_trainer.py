@@ -1,7 +1,8 @@
 """LuffyTrainer end to end on the tiny Qwen2.5-VL and synthetic videos (CPU), with a trace JSONL
-in the output format of r1v.teacher_traces."""
+in the output format of r1v.teacher_traces; one 2-rank DeepSpeed ZeRO-3 run."""
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,9 @@ from r1v.data import load_records
 from r1v.trainer.batch import RowSource
 from r1v.trainer.luffy import LuffyConfig, LuffyTrainer
 from r1v.vision import VisionConfig
+from zero3_launch import launch_zero3
+
+WORKER = str(Path(__file__).parent / "dist" / "luffy_zero3_worker.py")
 
 VISION = VisionConfig(max_frames=4, video_max_pixels=3136, video_min_pixels=3136, image_max_pixels=12544)
 TRACE = "<think>The circle moves 12 times.</think>"
@@ -122,3 +126,23 @@ def test_entropy_bonus_equals_the_token_mean_entropy_of_the_loss_forward(tiny_qw
 def test_trainer_refuses_a_config_without_traces(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
     with pytest.raises(ValueError, match="luffy_traces"):
         _trainer(tiny_qwen25_ckpt, _records(synthetic_dir), tmp_path, None)
+
+
+@pytest.mark.slow
+def test_zero3_ranks_with_and_without_traces_keep_in_step(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
+    """2 CPU ranks under ZeRO-3: at step 1 only rank 0's prompt has a trace (4 rows against 3), entropy bonus on."""
+    pytest.importorskip("deepspeed")
+    videos = _records(synthetic_dir)
+    traces = write_traces(tmp_path / "traces.jsonl", videos, skip={videos[1]["problem_id"]})
+    res = launch_zero3(WORKER, [tiny_qwen25_ckpt, str(synthetic_dir / "train.jsonl"), traces, str(tmp_path)],
+                       timeout_s=240)
+    assert not res.timed_out and res.returncode == 0, res.output[-4000:]
+    print(f"2-rank ZeRO-3 LUFFY run, 2 steps: {res.elapsed_s:.1f} s wall")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    # Step 1: rank 0 has 3 sampled rows + 1 trace, rank 1 (no trace) 3 rows; step 2: both 4.
+    assert ranks[0]["rows"] == [[4, 1], [4, 1]] and ranks[1]["rows"] == [[3, 0], [4, 1]]
+    assert ranks[0]["losses"] == pytest.approx(ranks[1]["losses"]) and len(ranks[0]["losses"]) == 2
+    logged = [h for h in ranks[0]["log"] if "loss" in h]
+    # Merged over the two ranks: one missing trace of two prompts at step 1, none at step 2.
+    assert [h["luffy/missing_traces"] for h in logged] == pytest.approx([0.5, 0.0])
+    assert all("luffy/entropy" in h for h in logged)

@@ -1,4 +1,4 @@
-"""One rank of a 2-process DeepSpeed ZeRO-3 LUFFY run on CPU (launched by tests/test_luffy_zero3.py).
+"""One rank of a 2-process DeepSpeed ZeRO-3 LUFFY run on CPU (launched by tests/test_luffy_trainer.py).
 
 usage: luffy_zero3_worker.py CKPT DATA_JSONL TRACES_JSONL OUT_DIR
 The data order is forced so that at step 1 rank 0's prompt has a teacher trace and rank 1's has
