@@ -4,8 +4,8 @@ LUFFY mixes off-policy teacher traces into each GRPO group. As in its released c
 (ElliottYan/LUFFY, ``luffy/verl/verl/mix_src/``, script ``exp_scripts/train.sh``):
 
 * groups: ``num_generations`` = G rows per prompt (rollout.n = 8), of which ``luffy_num_traces`` = k
-  are teacher traces (n_prefix = 1, prefix ratio 1.0: one whole trace) and G - k are sampled
-  from the policy. A trace is the teacher's full answer to the prompt, tokenised with the
+  are teacher traces (n_prefix = 1, prefix ratio 1.0: one whole trace; the first k records of the
+  prompt's problem_id, fewer when the file holds fewer) and G - k are sampled from the policy. A trace is the teacher's full answer to the prompt, tokenised with the
   student's tokenizer, ended by the end-of-turn token and cut at ``max_completion_length``
   (LUFFY: ``max_prefix_len`` = the response length), and scored by the same reward functions.
   Traces come from a JSONL in the output format of ``python -m r1v.teacher_traces`` (SFT
@@ -203,7 +203,12 @@ class LuffyTrainer(Qwen2VLGRPOTrainer):
 
     # ------------------------------------------------------------------ stage 4: advantages
     def compute_advantages(self, rollouts: RolloutBatch) -> torch.Tensor:
-        """LUFFY's advantages (N,) over each prompt's mixed group (``luffy_math.luffy_advantages``)."""
+        """LUFFY's advantages (N,) over each prompt's mixed group (``luffy_math.luffy_advantages``).
+
+        Replaces the base stage rather than extending it: for ``mixed`` with the std it returns
+        exactly the base group advantage; LUFFY's off-policy weight alpha (1.0 in the released
+        script) is not a knob here, since it leaves the advantages unchanged.
+        """
         on_policy = rollouts.source == int(RowSource.ON_POLICY)
         adv = luffy_advantages(rollouts.reward, rollouts.group_ids, on_policy, self.args.luffy_advantage,
                                self.args.luffy_std_normalize, self.args.advantage_eps)
