@@ -132,3 +132,11 @@ def test_resume_refuses_a_checkpoint_without_a_buffer(tiny_qwen25_ckpt, syntheti
     again = _trainer(tiny_qwen25_ckpt, records, _args(tmp_path / "out", max_steps=3, save_steps=3))
     with pytest.raises(FileNotFoundError, match=BUFFER_FILE):
         again.train(resume_from_checkpoint=True)
+
+
+def test_a_schedule_too_short_to_replay_is_warned(tiny_qwen25_ckpt, synthetic_dir, tmp_path, caplog):
+    records = _one_video(synthetic_dir) * 4  # 4 prompts with one key; 2 steps visit each record < 1 time
+    with caplog.at_level("WARNING", logger="r1v.trainer.replay"):
+        trainer = _trainer(tiny_qwen25_ckpt, records, _args(tmp_path / "out", replay_min_cache=8, replay_max_cache=8))
+    assert trainer.warn_if_nothing_replays() == pytest.approx(0.5)
+    assert "nothing will be replayed" in caplog.text and "visit 3" in caplog.text

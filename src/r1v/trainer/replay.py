@@ -172,6 +172,27 @@ class ReplayTrainer(Qwen2VLGRPOTrainer):
         super().__init__(model, reward_funcs, args, train_dataset, **kwargs)
         self.replay_buffer = ReplayBuffer(args.replay_max_cache, args.replay_min_cache, args.replay_strategy,
                                           args.replay_k, seed=args.seed)
+        self.warn_if_nothing_replays()
+
+    def warn_if_nothing_replays(self) -> float:
+        """Log a warning when the schedule visits a prompt too few times for any replay; returns the
+        visits per prompt the schedule makes.
+
+        A prompt is first replayed on visit ceil(replay_min_cache / G) + 1 (its FIFO gains G rows per
+        visit, retrieval precedes the push). With 1 epoch (the paper's GRPO schedule) every prompt
+        is visited once and RePO reduces to GRPO; RePO's own script trains 3 epochs with
+        min_cache 16 and G = 8, so it replays in the third epoch only.
+        """
+        args = self.args
+        block = args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps
+        n = len(self.train_dataset)
+        visits = args.num_train_epochs if args.max_steps == -1 else args.max_steps * block / max(n, 1)
+        needed = -(-args.replay_min_cache // self.num_generations) + 1
+        if visits < needed:
+            logger.warning("replay: the schedule visits each prompt ~%.2f times, but a prompt is first replayed on "
+                           "visit %d (replay_min_cache=%d, num_generations=%d): nothing will be replayed",
+                           visits, needed, args.replay_min_cache, self.num_generations)
+        return visits
 
     @staticmethod
     def prompt_key(meta: dict) -> str:
