@@ -100,8 +100,23 @@ def test_luffy_script_launches_r1v_luffy_with_its_traces(tmp_path):
     assert argv[-2:] == ["--luffy_advantage", "split"]
 
 
+def test_replay_script_launches_r1v_replay_with_repos_settings(tmp_path):
+    argv = run_script(tmp_path, "train_replay.sh", "--replay_strategy", "recent_k")
+    assert "r1v.replay" in argv and flag(argv, "--config").endswith("local_scripts/configs/grpo_paper.yaml")
+    assert flag(argv, "--model_name_or_path") == "Video-R1/Qwen2.5-VL-7B-COT-SFT"
+    for name, value in {"--replay_k": "8", "--replay_min_cache": "16", "--replay_max_cache": "16",
+                        "--replay_adv_norm": "split", "--replay_coef": "1.0", "--num_train_epochs": "3"}.items():
+        assert flag(argv, name) == value
+    assert argv[-2:] == ["--replay_strategy", "recent_k"]  # passthrough comes last, so it wins
+    from r1v.replay import parse_args
+
+    i = argv.index("--config")
+    configs = parse_args(argv[i:] + ["--bf16", "false", "--use_cpu", "true"])  # the launched flags parse
+    assert configs[1].replay_strategy == "recent_k" and configs[1].num_train_epochs == 3
+
+
 @pytest.mark.parametrize("module, config", [("r1v.sft", "sft_video_r1.yaml"), ("r1v.tgrpo", "grpo_paper.yaml"),
-                                            ("r1v.luffy", "grpo_paper.yaml")])
+                                            ("r1v.luffy", "grpo_paper.yaml"), ("r1v.replay", "grpo_paper.yaml")])
 def test_script_configs_parse_into_their_entry_points(tmp_path, module, config):
     """Every key of the YAML a script passes is a field of that entry point (a typo would fail the launch)."""
     import importlib

@@ -208,6 +208,18 @@ class Surrogate:
         """The clipped branch of the min (N, C); returning ``shaped`` on a row disables clipping there."""
         return torch.clamp(shaped, 1 - self.epsilon_low, 1 + self.epsilon_high)
 
+    def row_weights(self, rows: RowContext) -> Optional[torch.Tensor]:
+        """Weight (N,) of each row's policy term, or None for 1 everywhere (GRPO).
+
+        A weighted sum of per-row terms such as L_on + lambda * L_off (RePO) needs this outside
+        the min: scaling inside ``shape`` would also scale the clip range's reference point.
+        """
+        return None
+
+    def penalty_rows(self, rows: RowContext) -> Optional[torch.Tensor]:
+        """Mask (N,) in {0, 1} of the rows that pay the KL penalty, or None for every row (GRPO)."""
+        return None
+
 
 def grpo_loss(
     per_token_logps: torch.Tensor,
@@ -250,8 +262,11 @@ def surrogate_loss(
     loss_type 'grpo' averages each sequence over its own tokens, then over sequences
     (R1-V); 'bnpo' averages over all tokens of the batch; 'dr_grpo' (TRL's Dr. GRPO) sums
     over all tokens and divides by the constant N * max_completion_length (required then).
+    ``surrogate.row_weights`` scales each row's policy term and ``surrogate.penalty_rows`` keeps
+    the KL on some rows only (both None by default: GRPO).
     Statistics: clip_fraction = share of tokens where the clipped branch is the active,
-    smaller term; ratio_mean = mean of the unshaped ratio; kl = per-token mean of the k3 KL.
+    smaller term; ratio_mean = mean of the unshaped ratio; kl = per-token mean of the k3 KL
+    (rows outside ``penalty_rows`` count as 0).
     """
     if loss_type == "dr_grpo" and (max_completion_length is None or max_completion_length < 1):
         raise ValueError(f"loss_type 'dr_grpo' needs max_completion_length >= 1, got {max_completion_length!r}")
@@ -262,11 +277,19 @@ def surrogate_loss(
     clipped = surrogate.clip(shaped, rows)
     adv = advantages.unsqueeze(1)
     per_token_loss = -torch.min(shaped * adv, clipped * adv)
+    weights = surrogate.row_weights(rows)
+    if weights is not None:
+        per_token_loss = per_token_loss * weights.to(per_token_loss.dtype).unsqueeze(1)
     kl = None
+    kl_mask = mask
     if beta != 0.0:
         if ref_per_token_logps is None:
             raise ValueError("beta != 0 needs reference log-probs")
         kl = k3_kl(per_token_logps, ref_per_token_logps)
+        penalised = surrogate.penalty_rows(rows)
+        if penalised is not None:
+            kl_mask = mask * penalised.to(mask.dtype).unsqueeze(1)
+            kl = kl * penalised.to(kl.dtype).unsqueeze(1)
         per_token_loss = per_token_loss + beta * kl
     loss = masked_mean(per_token_loss, mask, loss_type, max_completion_length)
     # A token is clipped when the clip moved the ratio to the smaller side of the min: down for
@@ -275,7 +298,7 @@ def surrogate_loss(
     with torch.no_grad():
         # The logged KL is a per-token mean under every loss_type (dr_grpo's constant would
         # make it depend on max_completion_length).
-        stats_kl = masked_mean(kl, mask, "bnpo" if loss_type == "dr_grpo" else loss_type).detach() \
+        stats_kl = masked_mean(kl, kl_mask, "bnpo" if loss_type == "dr_grpo" else loss_type).detach() \
             if kl is not None else None
         clip_fraction = masked_mean(is_clipped.to(mask.dtype), mask, "bnpo").detach()
         ratio_mean = masked_mean(ratio.detach(), mask, "bnpo")
