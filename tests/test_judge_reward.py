@@ -37,15 +37,19 @@ def test_snap_grid():
 
 
 def test_scores_prompt_tokens_and_cost():
-    with scripted_openai([Reply(content="Score: 0.8", usage=(120, 5)), Reply(content="0.1", usage=(100, 3))]) \
-            as (url, server):
+    def script(body, _):  # requests of one call go out concurrently: answer by content, not by order
+        if "Student answer: B" in body["messages"][1]["content"]:
+            return Reply(content="Score: 0.8", usage=(120, 5))
+        return Reply(content="0.1", usage=(100, 3))
+
+    with scripted_openai(script) as (url, server):
         judge = _judge(url, price_in_per_mtok=2.0, price_out_per_mtok=10.0)
         out = judge([_c("B"), _c("C")], **{k: v[:2] for k, v in COLUMNS.items()})
     assert list(out) == [0.8, 0.1]
     assert out.metrics["judge/tokens_in"] == (220.0, 1) and out.metrics["judge/tokens_out"] == (8.0, 1)
     assert out.metrics["judge/cost_usd"][0] == pytest.approx((220 * 2 + 8 * 10) / 1e6)
     assert out.metrics["rewards/judge_failed"] == (0.0, 1) and out.metrics["judge/requests"] == (2.0, 1)
-    body = server.requests[0]
+    body = next(b for b in server.requests if "Student answer: B" in b["messages"][1]["content"])
     assert body["model"] == "scripted-teacher" and body["temperature"] == 0.0
     assert body["messages"][0] == {"role": "system", "content": JUDGE_SYSTEM_PROMPT}
     user = body["messages"][1]["content"]
