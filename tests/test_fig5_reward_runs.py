@@ -87,3 +87,28 @@ def test_judge_run_nan_rows_get_zero_advantage_and_metrics_are_logged(tiny_qwen2
     # 50 prompt tokens; the failing row is asked again (2 tries) at every step: 4 + 2 + 2 * 2.
     assert sum(h["judge/tokens_in"] for h in logs) == 100.0 and len(server.requests) == 10
     assert sum(h["judge/cache_hits"] for h in logs) == 3.0
+
+
+def test_judge_entry_point_trains_with_the_judge_from_flags(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
+    import json
+
+    from r1v.judge_grpo import main
+
+    key = tmp_path / "judge.key"
+    key.write_text("sk-entry-point-judge-key\n")
+    out = tmp_path / "run"
+    with scripted_openai([Reply(content="0.5")]) as (url, server):
+        main(["--config", "local_scripts/configs/demo_tiny.yaml", "--model_name_or_path", tiny_qwen25_ckpt,
+              "--dataset_name", str(synthetic_dir / "train.jsonl"), "--output_dir", str(out), "--max_steps", "1",
+              "--save_strategy", "no", "--max_completion_length", "8", "--reward_funcs", "judge", "format",
+              "--judge-base-url", url, "--judge-model", "scripted-teacher", "--judge-api-key-file", str(key),
+              "--judge_price_in_per_mtok", "1.0"])
+    assert server.requests and set(server.auth) == {"Bearer sk-entry-point-judge-key"}
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    step = next(r for r in rows if "loss" in r)
+    assert "rewards/judge" in step and "judge/cost_usd" in step and "rewards/judge_failed" in step
+    resolved = (out / "run_config.json").read_text()
+    assert json.loads(resolved)["GRPOScriptArguments"]["reward_funcs"] == ["judge", "format"]
+    assert "sk-entry-point-judge-key" not in resolved
+    with pytest.raises(ValueError, match="must name 'judge'"):
+        main(["--output_dir", str(tmp_path / "o"), "--use_cpu", "true", "--judge-base-url", url, "--judge-model", "m"])
