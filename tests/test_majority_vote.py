@@ -85,3 +85,23 @@ def test_errors_name_the_missing_column_and_mixed_types():
     cols["problem_type"] = ["multiple choice", "numerical"]
     with pytest.raises(ValueError, match="mixes problem types"):
         majority_vote_rewards([_a("A"), _a("B")], **cols)
+
+
+def test_groups_are_found_by_id_not_by_position():
+    # Interleaved rows of two groups (a layout variants produce when they append rows to groups).
+    completions = [_a("A"), _a("C"), _a("A"), _a("D"), _a("B"), _a("D")]
+    cols = dict(group_id=[0, 1, 0, 1, 0, 1], row_source=[0] * 6, problem_type=["multiple choice"] * 6,
+                solution=["<answer>A</answer>", "<answer>C</answer>"] * 3)
+    out = majority_vote_rewards(completions, **cols)
+    assert list(out) == [1.0, 0.0, 1.0, 1.0, 0.0, 1.0]  # labels: A (group 0), D (group 1)
+    assert out.metrics["rewards/majority_label_acc"] == (0.5, 2)
+
+
+def test_regression_votes_by_number_and_group_without_voters_has_no_label():
+    out = majority_vote_rewards([_a("2.50"), _a("2.5"), _a("3.0")],
+                                **_columns(1, 3, problem_type="regression", gold="2.5"))
+    assert list(out) == [1.0, 1.0, 0.0] and out.metrics["rewards/majority_label_acc"] == (1.0, 1)
+    teacher_only = _columns(1, 2, sources=[int(RowSource.TEACHER)] * 2)
+    out = majority_vote_rewards([_a("B"), _a("B")], **teacher_only)
+    assert list(out) == [0.0, 0.0] and out.metrics["rewards/majority_no_label"] == (1.0, 1)
+    assert "rewards/majority_label_acc" not in out.metrics
