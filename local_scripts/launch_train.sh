@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Shared torchrun launcher of the training scripts (train_grpo_video.sh, train_ffr_*.sh,
-# train_tgrpo_video.sh, train_luffy.sh, sft_video_r1.sh); not a table row of its own.
+# train_tgrpo_video.sh, train_luffy.sh, train_replay.sh, train_majority_vote.sh, train_judge_reward.sh,
+# sft_video_r1.sh); not a table row of its own.
 # Usage: bash local_scripts/launch_train.sh MODULE [trainer flags ...]
-# MODULE is the entry point (r1v.grpo, ffr.train, r1v.tgrpo, r1v.luffy or r1v.sft). The calling script sets
+# MODULE is the entry point (r1v.grpo, ffr.train, r1v.tgrpo, r1v.luffy, r1v.replay, r1v.judge_grpo or r1v.sft). The calling script sets
 # MODEL_PATH, DATASET and OUTPUT_DIR; the node layout comes from NPROC_PER_NODE (8), NNODES (1),
 # NODE_RANK (0), MASTER_ADDR and MASTER_PORT; DS_CONFIG (ZeRO-3) and PYTHON may be overridden.
 # Every run starts from TRAIN_CONFIG (default configs/grpo_paper.yaml, paper App. D.4; SFT sets

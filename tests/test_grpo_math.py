@@ -210,3 +210,48 @@ def test_batch_scope_uses_the_global_batch_across_ranks(tmp_path):
     # Per-rank statistics (the old behaviour) give different advantages on both ranks.
     per_rank = torch.cat([group_advantages(whole[lo:hi], 4, "batch") for lo, hi in _RANK_SLICES])
     assert not torch.allclose(per_rank, expected, atol=1e-3)
+
+
+def test_nan_rewards_are_left_out_of_group_statistics():
+    from r1v.trainer.grpo_math import advantages_by_group
+
+    nan = float("nan")
+    r = torch.tensor([1.0, nan, 0.0, 0.0, nan, nan, 3.0, nan, nan, nan, 2.0, 5.0])
+    ids = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    adv = advantages_by_group(r, ids, eps=1e-4)
+    # group 0 scores {1, 0, 0}: mean 1/3, unbiased std sqrt(1/3); the NaN row gets 0.
+    std = math.sqrt(1 / 3)
+    assert adv[:4].tolist() == pytest.approx([(2 / 3) / (std + 1e-4), 0.0, (-1 / 3) / (std + 1e-4),
+                                              (-1 / 3) / (std + 1e-4)], rel=1e-6)
+    assert adv[4:8].tolist() == [0.0] * 4  # one scored row: no std, no advantage
+    # group 2 scores {2, 5}: mean 3.5, std sqrt(4.5).
+    s2 = math.sqrt(4.5)
+    assert adv[8:].tolist() == pytest.approx([0.0, 0.0, -1.5 / (s2 + 1e-4), 1.5 / (s2 + 1e-4)], rel=1e-6)
+    # Without NaN the values are unchanged: the scored rows alone give the same advantages.
+    alone = advantages_by_group(torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0, 0, 0]), eps=1e-4)
+    assert adv[[0, 2, 3]].tolist() == pytest.approx(alone.tolist(), rel=1e-7)
+
+
+def test_nan_rewards_batch_scope_and_all_nan_group():
+    from r1v.trainer.grpo_math import advantages_by_group
+
+    nan = float("nan")
+    r = torch.tensor([0.0, nan, 1.0, 2.0])
+    adv = advantages_by_group(r, torch.tensor([0, 0, 1, 1]), scope="batch", eps=0.0)
+    assert adv.tolist() == pytest.approx([-1.0, 0.0, 0.0, 1.0])  # mean 1, std 1 over {0, 1, 2}
+    all_nan = advantages_by_group(torch.tensor([nan, nan, 1.0, 0.0]), torch.tensor([0, 0, 1, 1]))
+    assert all_nan[:2].tolist() == [0.0, 0.0] and not torch.isnan(all_nan).any()
+
+
+def test_reward_metrics_skip_nan_rows():
+    from r1v.trainer.utils import rollout_reward_metrics
+
+    nan = float("nan")
+    rewards = torch.tensor([[1.0, 1.0], [nan, 1.0], [0.0, 0.0], [0.0, 1.0]])
+    reward = rewards.sum(dim=1)  # [2, nan, 0, 1]
+    out = {name: (value, n) for name, value, n in rollout_reward_metrics(
+        reward, rewards, torch.ones(4, dtype=torch.bool), torch.ones(4, 3), torch.tensor([0, 0, 1, 1]),
+        ["judge", "format"], torch.ones(4, dtype=torch.bool))}
+    assert out["rewards/judge"] == (pytest.approx(1 / 3), 3) and out["rewards/format"] == (0.75, 4)
+    assert out["reward"] == (1.0, 3)
+    assert out["reward_std"] == (pytest.approx(math.sqrt(0.5)), 1)  # group 0 has one scored row: left out

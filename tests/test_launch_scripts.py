@@ -116,7 +116,8 @@ def test_replay_script_launches_r1v_replay_with_repos_settings(tmp_path):
 
 
 @pytest.mark.parametrize("module, config", [("r1v.sft", "sft_video_r1.yaml"), ("r1v.tgrpo", "grpo_paper.yaml"),
-                                            ("r1v.luffy", "grpo_paper.yaml"), ("r1v.replay", "grpo_paper.yaml")])
+                                            ("r1v.luffy", "grpo_paper.yaml"), ("r1v.replay", "grpo_paper.yaml"),
+                                            ("r1v.judge_grpo", "grpo_paper.yaml")])
 def test_script_configs_parse_into_their_entry_points(tmp_path, module, config):
     """Every key of the YAML a script passes is a field of that entry point (a typo would fail the launch)."""
     import importlib
@@ -126,6 +127,29 @@ def test_script_configs_parse_into_their_entry_points(tmp_path, module, config):
                                 "--model_name_or_path", "m", "--output_dir", str(tmp_path), "--bf16", "false",
                                 "--use_cpu", "true"])
     assert configs[1].max_grad_norm == 5.0 and configs[0].max_frames == 16
+
+
+def test_majority_vote_script_launches_grpo_with_the_vote_reward(tmp_path):
+    argv = run_script(tmp_path, "train_majority_vote.sh", "--max_steps", "5")
+    assert "r1v.grpo" in argv and flag(argv, "--config").endswith("local_scripts/configs/grpo_paper.yaml")
+    assert flag(argv, "--model_name_or_path") == "Video-R1/Qwen2.5-VL-7B-COT-SFT"
+    i = argv.index("--reward_funcs")
+    assert argv[i + 1:i + 3] == ["majority_vote", "format"] and argv[-2:] == ["--max_steps", "5"]
+
+
+def test_judge_script_passes_the_endpoint_and_needs_it(tmp_path):
+    argv = run_script(tmp_path, "train_judge_reward.sh", "--judge_num_frames", "4", JUDGE_BASE_URL="http://127.0.0.1:9/v1",
+                      JUDGE_MODEL="judge-m", JUDGE_API_KEY_FILE=str(tmp_path / "judge.key"))
+    assert "r1v.judge_grpo" in argv and flag(argv, "--judge_base_url") == "http://127.0.0.1:9/v1"
+    assert flag(argv, "--judge_model") == "judge-m" and flag(argv, "--judge_api_key_file") == str(tmp_path / "judge.key")
+    i = argv.index("--reward_funcs")
+    assert argv[i + 1:i + 3] == ["judge", "format"] and argv[-2:] == ["--judge_num_frames", "4"]
+    argv = run_script(tmp_path, "train_judge_reward.sh", JUDGE_BASE_URL="http://h/v1", JUDGE_MODEL="m")
+    assert "--judge_api_key_file" not in argv  # no key file: no flag (a local endpoint)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUDGE_")}
+    done = subprocess.run(["bash", str(ROOT / "local_scripts" / "train_judge_reward.sh")], env={**env, "PYTHON": "true"},
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and "JUDGE_BASE_URL" in done.stderr
 
 
 @pytest.mark.parametrize("teacher, expect", [

@@ -98,7 +98,7 @@ def test_reward_funcs_dispatch_per_sample():
         "problem_type": ["multiple choice", "numerical", "regression", "multiple choice", "OCR"],
         "problem_id": [1, 2, 3, 4, 5],          # extra columns are ignored
     }
-    assert set(REWARD_FUNCS) == {"accuracy", "format"}
+    assert set(REWARD_FUNCS) == {"accuracy", "format", "majority_vote"}
     acc = REWARD_FUNCS["accuracy"](completions, **columns)
     fmt = REWARD_FUNCS["format"](completions, **columns)
     assert acc == pytest.approx([1.0, 0.0, 0.6, 0.0, 0.5])

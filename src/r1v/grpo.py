@@ -58,8 +58,13 @@ def resume_arg(value: Optional[str]):
     return True if str(value).lower() in ("true", "latest") else value
 
 
-def build_trainer(script_args, training_args, model_args, trainer_cls=None, extra_kwargs: Optional[dict] = None):
-    """Construct the trainer for a parsed config (``trainer_cls`` lets FFR reuse this)."""
+def build_trainer(script_args, training_args, model_args, trainer_cls=None, extra_kwargs: Optional[dict] = None,
+                  named_rewards: Optional[dict] = None):
+    """Construct the trainer for a parsed config (``trainer_cls`` lets FFR reuse this).
+
+    ``named_rewards`` maps a name in ``--reward_funcs`` to a reward callable built from the
+    run's config (e.g. ``judge``, ``r1v.judge_grpo``); other names resolve in ``r1v.rewards``.
+    """
     from r1v.trainer.grpo_trainer import Qwen2VLGRPOTrainer
     from r1v.trainer.callbacks import JsonlLogCallback
 
@@ -68,7 +73,7 @@ def build_trainer(script_args, training_args, model_args, trainer_cls=None, extr
     logger.info("loaded %d training records from %s", len(records), script_args.dataset_name)
     return trainer_cls(
         model=model_args.model_name_or_path,
-        reward_funcs=script_args.reward_funcs,
+        reward_funcs=[(named_rewards or {}).get(name, name) for name in script_args.reward_funcs],
         args=training_args,
         train_dataset=records,
         vision_config=vision_config_from(script_args),
@@ -81,8 +86,9 @@ def build_trainer(script_args, training_args, model_args, trainer_cls=None, extr
     )
 
 
-def run(configs: tuple, trainer_cls=None, extra_kwargs: Optional[dict] = None):
-    """Train with already-parsed dataclasses; returns the trainer (for tests and notebooks)."""
+def run(configs: tuple, trainer_cls=None, extra_kwargs: Optional[dict] = None, named_rewards: Optional[dict] = None):
+    """Train with already-parsed dataclasses; returns the trainer (for tests and notebooks).
+    ``named_rewards``: see :func:`build_trainer`."""
     script_args, training_args, model_args = configs[:3]
     logging.basicConfig(
         level=logging.INFO if training_args.process_index == 0 else logging.WARNING,
@@ -90,7 +96,7 @@ def run(configs: tuple, trainer_cls=None, extra_kwargs: Optional[dict] = None):
     )
     if training_args.process_index == 0:
         write_run_config(training_args.output_dir, configs)
-    trainer = build_trainer(script_args, training_args, model_args, trainer_cls, extra_kwargs)
+    trainer = build_trainer(script_args, training_args, model_args, trainer_cls, extra_kwargs, named_rewards)
     trainer.train(resume_from_checkpoint=resume_arg(training_args.resume_from_checkpoint))
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:

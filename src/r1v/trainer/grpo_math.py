@@ -73,6 +73,8 @@ def group_stats(values: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Te
     ascending id order. A group of one row has std NaN. Ids laid out as contiguous groups of
     equal size take the (K, G)-view reduction that R1-V uses, so plain GRPO keeps its exact
     floating-point values; any other layout reduces each group on its own.
+    NaN values (an unscored row, e.g. a failed judge call) are left out of their group's
+    statistics: a group with fewer than two non-NaN values has std NaN, with none also mean NaN.
     """
     if values.dim() != 1 or group_ids.shape != values.shape:
         raise ValueError(f"values and group_ids must be 1-D of one length, got {tuple(values.shape)} and "
@@ -81,14 +83,17 @@ def group_stats(values: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Te
     _, inverse, counts = torch.unique(ids, return_inverse=True, return_counts=True)
     size = int(counts[0])
     n = values.numel()
-    if bool((counts == size).all()) and torch.equal(inverse, torch.arange(n, device=ids.device) // size):
+    scored = ~torch.isnan(values)
+    if bool(scored.all()) and bool((counts == size).all()) and \
+            torch.equal(inverse, torch.arange(n, device=ids.device) // size):
         grouped = values.view(-1, size)
         return inverse, grouped.mean(dim=1), grouped.std(dim=1)
     mean = values.new_empty(counts.numel())
     std = values.new_empty(counts.numel())
     for k in range(counts.numel()):
-        member = values[inverse == k]
-        mean[k], std[k] = member.mean(), member.std()
+        member = values[(inverse == k) & scored]
+        mean[k] = member.mean()
+        std[k] = member.std() if member.numel() >= 2 else float("nan")  # torch warns on one value
     return inverse, mean, std
 
 
@@ -115,6 +120,11 @@ def advantages_by_group(rewards: torch.Tensor, group_ids: Optional[torch.Tensor]
     every rank gets the mean and std of all ranks' rewards (TRL's batch scaling); None means
     this process holds the whole batch. std is the unbiased estimator, as in R1-V. Equal
     rewards get zero advantages (never NaN). Returns (N,).
+
+    A NaN reward marks a row that could not be scored (a failed judge call): it is left out of
+    the mean and std of its group (or batch) and gets advantage 0, so it adds no policy
+    gradient; the other rows are standardised among themselves. A group with fewer than two
+    scored rows gets advantage 0 on every row (no std to standardise by).
     """
     if rewards.dim() != 1:
         raise ValueError(f"rewards must be 1-D, got {tuple(rewards.shape)}")
@@ -126,10 +136,15 @@ def advantages_by_group(rewards: torch.Tensor, group_ids: Optional[torch.Tensor]
         inverse, mean_k, std_k = group_stats(rewards, group_ids)
         mean, std = mean_k[inverse], std_k[inverse]
     elif scope == "batch":
-        mean, std = _global_mean_std(rewards, reduce_sum or (lambda t: t))
+        scored = rewards[~torch.isnan(rewards)]
+        mean, std = _global_mean_std(scored, reduce_sum or (lambda t: t))
     else:
         raise ValueError(f"unknown advantage scope {scope!r} (expected 'group' or 'batch')")
-    return (rewards - mean) / (std + eps)
+    advantages = (rewards - mean) / (std + eps)
+    if bool(torch.isnan(rewards).any()):
+        # NaN here comes from an unscored row or from a group without two scored rows.
+        advantages = torch.where(torch.isnan(advantages), torch.zeros_like(advantages), advantages)
+    return advantages
 
 
 def _global_mean_std(rewards: torch.Tensor, reduce_sum: Callable[[torch.Tensor], torch.Tensor]):
@@ -143,7 +158,8 @@ def _global_mean_std(rewards: torch.Tensor, reduce_sum: Callable[[torch.Tensor],
     count, total = count_sum[0], count_sum[1]
     mean = total / count
     sq_dev = reduce_sum(((x - mean) ** 2).sum().reshape(1))[0]
-    std = torch.sqrt(sq_dev / (count - 1))  # count >= group_size >= 2 (GRPOConfig checks it)
+    # count >= group_size >= 2 (GRPOConfig checks it) unless rows were unscored (NaN): then NaN, made 0 by the caller
+    std = torch.sqrt(sq_dev / (count - 1))
     return mean.to(rewards.dtype), std.to(rewards.dtype)
 
 

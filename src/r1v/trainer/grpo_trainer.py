@@ -50,7 +50,9 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
     model: a checkpoint path / hub id, or a loaded model (then ``ref_model`` may be given).
     reward_funcs: names in ``r1v.rewards.REWARD_FUNCS`` or callables
         ``fn(completions: list[str], **columns) -> list[float]``; columns are the records'
-        fields, each repeated G times to align with the completions.
+        fields, each repeated G times to align with the completions, plus the rows'
+        ``group_id`` and ``row_source`` (group-level rewards read them; a value of NaN marks a
+        row left unscored). A returned ``r1v.rewards.RewardValues`` also carries metrics to log.
     train_dataset: a list of Video-R1 records (absolute media ``path``) or a map dataset of them.
     """
 
@@ -267,9 +269,13 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
 
     # ------------------------------------------------------------------ stage 3: score
     def score_completions(self, rollouts: RolloutBatch) -> torch.Tensor:
-        """Rewards (N, F): each reward function on every completion; invalid rows score 0."""
+        """Rewards (N, F): each reward function on every completion; invalid rows score 0, NaN
+        (unscored) is kept and left out of the group statistics (``advantages_by_group``)."""
         records = [m["record"] for m in rollouts.prompts.meta]
         columns = {k: [r.get(k) for r in records] for k in records[0]} if records else {}
+        columns["row_source"] = rollouts.source.tolist()
+        if rollouts.group_ids is not None:
+            columns["group_id"] = rollouts.group_ids.tolist()
         out = torch.zeros(len(rollouts.completions_text), len(self.reward_funcs))
         for j, fn in enumerate(self.reward_funcs):
             values = fn(rollouts.completions_text, **columns)
@@ -277,6 +283,8 @@ class Qwen2VLGRPOTrainer(AtomicCheckpointMixin, Trainer):
                 raise ValueError(f"reward {self.reward_names[j]!r} returned {len(values)} values for "
                                  f"{len(rollouts.completions_text)} completions")
             out[:, j] = torch.tensor([float(v) for v in values])
+            for name, (value, weight) in getattr(values, "metrics", {}).items():
+                self.metrics.add(name, value, weight)
         out[~rollouts.valid.cpu()] = 0.0
         return out.to(self.accelerator.device)
 

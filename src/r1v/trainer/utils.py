@@ -180,27 +180,35 @@ def rollout_reward_metrics(reward: torch.Tensor, rewards: torch.Tensor, valid: t
     end-of-sequence token (``completion_ended``); the others count as truncated. Skipped prompts (placeholders,
     valid=False) score 0 by construction: they would drag the reward means down and count as
     zero-std groups, so every statistic excludes them (a group counts only when all its rows are valid).
+    NaN rewards (unscored rows, e.g. a failed judge call) are left out of the reward means, and
+    a group without two scored rows out of the std statistics.
     """
     out: list[tuple[str, float, int]] = []
     valid = valid.to(reward.device)
     n_valid = int(valid.sum())
     if n_valid:
         for j, name in enumerate(reward_names):
-            out.append((f"rewards/{name}", rewards[valid, j].float().mean().item(), n_valid))
-        out.append(("reward", reward[valid].mean().item(), n_valid))
+            out.extend(_scored_mean(f"rewards/{name}", rewards[valid, j].float()))
+        out.extend(_scored_mean("reward", reward[valid].float()))
         lengths = completion_mask.sum(dim=1).float()[valid]
         out.append(("completion_length", lengths.mean().item(), n_valid))
         truncated = (~ended.to(valid.device)[valid]).float()
         out.append(("completions/truncated_frac", truncated.mean().item(), n_valid))
     inverse, _, std = group_stats(reward, group_ids)
     invalid_rows = torch.zeros(std.numel(), device=reward.device).index_add_(0, inverse, (~valid).float())
-    group_valid = invalid_rows == 0
+    group_valid = (invalid_rows == 0) & ~torch.isnan(std)
     if group_valid.any():
         group_std = std[group_valid]
         n_groups = int(group_valid.sum())
         out.append(("reward_std", group_std.mean().item(), n_groups))
         out.append(("frac_reward_zero_std", (group_std < 1e-6).float().mean().item(), n_groups))
     return out
+
+
+def _scored_mean(name: str, values: torch.Tensor) -> list[tuple[str, float, int]]:
+    """[(name, mean of the non-NaN values, their count)], or [] when every value is NaN."""
+    scored = values[~torch.isnan(values)]
+    return [(name, scored.mean().item(), scored.numel())] if scored.numel() else []
 
 
 def completion_samples(meta: list[dict], texts: list[str], reward: torch.Tensor, rewards: torch.Tensor,
