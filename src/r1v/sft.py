@@ -118,6 +118,9 @@ def run(configs: tuple):
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(training_args.output_dir)
+    # Finish trackers and tear the process group down on every rank; left to interpreter exit, the
+    # group's threads can abort a rank after a successful run (accelerate asks for this call).
+    trainer.accelerator.end_training()
     return trainer
 
 

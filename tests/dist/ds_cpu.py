@@ -24,3 +24,16 @@ DS_CONFIG = {
     "gradient_clipping": "auto",
     "bf16": {"enabled": False},
 }
+
+
+def finish() -> None:
+    """End a worker cleanly: every rank waits for the others, then the process group is torn down.
+
+    Left to interpreter exit, the gloo group's threads can abort a rank after a successful run
+    ("terminate called without an active exception", exit -6), failing the test at random.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 
-from ds_cpu import DS_CONFIG  # first import: one thread, no shm-op build
+from ds_cpu import DS_CONFIG, finish  # first import: one thread, no shm-op build
 from ffr.teacher.schema import failure  # noqa: E402
 from ffr.train import FFRGRPOConfig  # noqa: E402
 from ffr.trainer import FFRTrainer  # noqa: E402
@@ -96,3 +96,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    finish()

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from ds_cpu import DS_CONFIG  # first import: one thread, no shm-op build
+from ds_cpu import DS_CONFIG, finish  # first import: one thread, no shm-op build
 
 from r1v.data import load_records  # noqa: E402
 from r1v.trainer.batch import RowSource  # noqa: E402
@@ -57,3 +57,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    finish()

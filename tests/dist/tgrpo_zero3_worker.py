@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from ds_cpu import DS_CONFIG  # first import: one thread, no shm-op build
+from ds_cpu import DS_CONFIG, finish  # first import: one thread, no shm-op build
 from torch.utils.data import Sampler  # noqa: E402
 
 from r1v.data import load_records  # noqa: E402
@@ -92,3 +92,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    finish()

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from ds_cpu import DS_CONFIG  # first import: one thread, no shm-op build
+from ds_cpu import DS_CONFIG, finish  # first import: one thread, no shm-op build
 from r1v.config import GRPOConfig  # noqa: E402
 from r1v.data import load_records  # noqa: E402
 from r1v.trainer.grpo_trainer import Qwen2VLGRPOTrainer  # noqa: E402
@@ -61,3 +61,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    finish()
