@@ -182,3 +182,23 @@ def test_qwen3_vl_student_trains_on_videos_and_images(synthetic_dir, tmp_path):
     trainer.train()
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert len(logs) == 2 and all(math.isfinite(h["loss"]) and math.isfinite(h["kl"]) for h in logs)
+
+
+def test_resume_starts_from_every_weight_of_the_checkpoint(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    records = _records(synthetic_dir)
+    first = _trainer(tiny_qwen25_ckpt, records, _args(tmp_path, max_steps=2, save_steps=2))
+    first.train()
+    saved = {n: p.detach().clone() for n, p in first.model.named_parameters()}
+    loaded = {}
+
+    class Snapshot(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            loaded.update({n: p.detach().clone() for n, p in model.named_parameters()})
+
+    resumed = _trainer(tiny_qwen25_ckpt, records, _args(tmp_path, max_steps=3, save_steps=3))
+    resumed.add_callback(Snapshot())
+    resumed.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-2"))
+    differ = [n for n in saved if not torch.equal(saved[n], loaded[n])]
+    assert not differ, f"{len(differ)} of {len(saved)} weights not restored, e.g. {differ[:3]}"

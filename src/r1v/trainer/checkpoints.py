@@ -179,6 +179,21 @@ class AtomicCheckpointMixin:
     def _get_output_dir(self, trial) -> str:
         return self._staging_dir or super()._get_output_dir(trial)
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        """Restore the model weights of ``checkpoint-N`` (the resume path without DeepSpeed / FSDP).
+
+        ``save_pretrained`` writes the checkpoint's keys in the released checkpoints' layout
+        (``model.layers.*``, ``visual.*``), which ``from_pretrained`` maps onto the module tree;
+        the Trainer's own loader reads them with a plain ``load_state_dict(strict=False)`` and so
+        restored only the weights whose names coincide (``lm_head``), silently resuming from the
+        base model. Loading through ``from_pretrained`` applies the mapping; every weight must match.
+        """
+        target = self.accelerator.unwrap_model(model if model is not None else self.model)
+        dtype = next(target.parameters()).dtype
+        loaded = type(target).from_pretrained(resume_from_checkpoint, dtype=dtype)
+        target.load_state_dict(loaded.state_dict(), strict=True)
+        logger.info("restored the model weights of %s", resume_from_checkpoint)
+
     def _save_checkpoint(self, model, trial) -> None:
         """The Trainer's checkpoint, written under a staging folder and renamed to ``checkpoint-N``
         once every rank has finished, so a kill mid-save never leaves a truncated ``checkpoint-N``."""
