@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # "Does it learn?" (README): GRPO vs FFR (annotation teacher over the real HTTP service) vs T-GRPO
 # on the toy world, 3 seeds, from one cached warm start; writes results.json / results.md /
-# results.png next to the runs. Reproduces experiments/toy/v1/ (protocol_v1.yaml).
-# Hardware: any CPU; 2 cores run the full protocol in about 40 minutes plus a one-time warm start.
+# results.png next to the runs. Reproduces experiments/toy/v2/ (protocol_v2.yaml) from its committed
+# warm student; WARM_STUDENT= (empty) builds the protocol's warm start instead (a one-time ~6 minutes).
+# Hardware: any CPU; 2 cores run the full protocol in about 40 minutes.
 # Usage: bash local_scripts/toy_replication.sh [--seeds 0 1 2 3 4] [--jobs 2]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PY="${PYTHON:-$(bash "$ROOT/local_scripts/setup_env.sh")}"
-PROTOCOL="${PROTOCOL:-$ROOT/experiments/toy/protocol_v1.yaml}"
-OUT="${TOY_OUT:-$ROOT/runs/toy_v1}"
+PROTOCOL="${PROTOCOL:-$ROOT/experiments/toy/protocol_v2.yaml}"
+WARM_STUDENT="${WARM_STUDENT-$ROOT/experiments/toy/v2/warm_student}"
+OUT="${TOY_OUT:-$ROOT/runs/toy_v2}"
 CACHE="${TOY_CACHE:-$ROOT/.cache/toy}"
 # Tiny models run fastest single-threaded; the runs go in parallel instead (--jobs).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 cd "$ROOT"
-exec "$PY" -m r1v.toy.replicate --protocol "$PROTOCOL" --out "$OUT" --cache "$CACHE" "$@"
+warm=()
+[ -n "$WARM_STUDENT" ] && warm=(--warm-student "$WARM_STUDENT")
+exec "$PY" -m r1v.toy.replicate --protocol "$PROTOCOL" --out "$OUT" --cache "$CACHE" "${warm[@]}" "$@"

@@ -183,6 +183,10 @@ def test_serve_teacher_refuses_an_api_preset_without_a_key_and_unknown_presets(t
 def test_toy_replication_script_runs_the_protocol(tmp_path):
     argv = run_script(tmp_path, "toy_replication.sh", "--seeds", "0", "1", "2", "3", TOY_OUT=str(tmp_path / "toy"))
     assert argv[:2] == ["-m", "r1v.toy.replicate"]
-    assert flag(argv, "--protocol").endswith("experiments/toy/protocol_v1.yaml")
+    assert flag(argv, "--protocol").endswith("experiments/toy/protocol_v2.yaml")
     assert flag(argv, "--out") == str(tmp_path / "toy") and flag(argv, "--cache").endswith(".cache/toy")
+    assert flag(argv, "--warm-student").endswith("experiments/toy/v2/warm_student")
+    assert (ROOT / "experiments" / "toy" / "v2" / "warm_student" / "model.safetensors").is_file()
     assert argv[-5:] == ["--seeds", "0", "1", "2", "3"]
+    rebuilt = run_script(tmp_path, "toy_replication.sh", WARM_STUDENT="")
+    assert "--warm-student" not in rebuilt

@@ -2,7 +2,11 @@
 ``python -m r1v.toy.replicate --protocol experiments/toy/protocol_v1.yaml --out runs/toy_v1``.
 
 1. builds (or reuses) the warm start of the protocol (``r1v.toy.warm_start``, cached under
-   ``--cache`` by its settings hash);
+   ``--cache`` by its settings hash), or, with ``--warm-student DIR``, starts from a saved warm
+   student (e.g. the committed ``experiments/toy/v2/warm_student``): supervised training on a CPU is
+   not bitwise reproducible across processes (kernel choices follow memory alignment), and the
+   400-step warm start of v2, rebuilt from identical data and seeds, lands anywhere from 35% to 50%;
+   starting every replication from the same student makes the comparison reproducible;
 2. starts the teacher service (annotation backend, loopback, a free port) for the FFR runs;
 3. runs every (method, seed) of the protocol that has no ``summary.json`` yet, ``--jobs`` at a
    time, each in its own process (``python -m r1v.toy.runs``), with a progress bar; a killed
@@ -28,7 +32,7 @@ from tqdm import tqdm
 
 from r1v.toy.protocol import load_protocol
 from r1v.toy.report import write_results
-from r1v.toy.warm_start import build_warm_start
+from r1v.toy.warm_start import build_warm_start, read_jsonl, vision_config
 
 logger = logging.getLogger("r1v.toy.replicate")
 
@@ -65,6 +69,43 @@ def teacher_service(allowed_root: Path, log_path: Path, timeout_s: float = 60.0)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def use_warm_student(protocol, student: Path, cache_root: str | Path) -> Path:
+    """A warm-start folder (data splits + ``student/`` + ``warm_start.json``) around a saved student.
+
+    Cached under ``cache_root/warm-given-<hash of the weights and the data settings>``; the splits
+    are drawn as ``build_warm_start`` draws them, and the student is evaluated on the test split.
+    """
+    import dataclasses
+    import hashlib
+    import json
+    import shutil
+
+    from r1v.toy.heldout import HeldOut
+    from r1v.toy.world import generate_split
+
+    weights = hashlib.sha256((student / "model.safetensors").read_bytes()).hexdigest()
+    data_key = json.dumps({"world": dataclasses.asdict(protocol.world), "splits": protocol.splits}, sort_keys=True)
+    key = hashlib.sha256((weights + data_key).encode()).hexdigest()[:12]
+    final = Path(cache_root) / f"warm-given-{key}"
+    if (final / "warm_start.json").is_file():
+        return final
+    tmp = final.with_name(final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name, (n, seed) in protocol.splits.items():
+        if name != "pretrain":
+            generate_split(tmp / "data", n, seed, protocol.world, name=name)
+    shutil.copytree(student, tmp / "student")
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    held = HeldOut(read_jsonl(tmp / "data" / "test.jsonl"), tmp / "data", vision_config(protocol))
+    model = AutoModelForImageTextToText.from_pretrained(tmp / "student")
+    summary = {"student_from": str(student), "student_sha256": weights, "protocol_version": protocol.version,
+               "warm_student": held.evaluate(model, AutoProcessor.from_pretrained(tmp / "student"))}
+    (tmp / "warm_start.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    tmp.rename(final)
+    return final
 
 
 def pending_runs(protocol, out: Path) -> list[tuple[str, int]]:
@@ -111,6 +152,9 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=".cache/toy", help="Where warm starts are cached by their settings hash.")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="Override the protocol's seeds (e.g. more).")
     p.add_argument("--jobs", type=int, default=2, help="Runs at once (one thread each).")
+    p.add_argument("--warm-student", default=None,
+                   help="Start every run from this saved warm student (a checkpoint folder) instead of building "
+                        "the protocol's warm start (see the module docstring).")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     protocol = load_protocol(a.protocol)
@@ -121,7 +165,8 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    warm = build_warm_start(protocol, a.cache)
+    warm = use_warm_student(protocol, Path(a.warm_student), a.cache) if a.warm_student else \
+        build_warm_start(protocol, a.cache)
     todo = pending_runs(protocol, out)
     logger.info("%d run(s) to do, %d finished", len(todo), len(protocol.rl.seeds) * len(protocol.rl.methods) - len(todo))
     if todo:

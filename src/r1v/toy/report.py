@@ -97,8 +97,10 @@ def markdown(protocol: ToyProtocol, warm_summary: dict, methods: dict, comp: dic
     tokens = ", ".join(f"{m} {e['generated_tokens']['mean']:.0f}" for m, e in methods.items())
     times = ", ".join(f"{m} {e['wall_s']['mean']:.0f} s" for m, e in methods.items())
     lines += [f"Generated training tokens per run: {tokens}. Wall time per run: {times}.",
-              f"Warm start: {_pct(warm_summary['warm_student']['accuracy'])}% (random student "
-              f"{_pct(warm_summary['random_student']['accuracy'])}%). Replication wall time {wall_s / 60:.1f} min."]
+              f"Warm start: {_pct(warm_summary['warm_student']['accuracy'])}%"
+              + (f" (random student {_pct(warm_summary['random_student']['accuracy'])}%)"
+                 if warm_summary.get("random_student") else f" (saved student {warm_summary.get('student_from')})")
+              + f". Replication wall time {wall_s / 60:.1f} min."]
     return "\n".join(lines) + "\n"
 
 
