@@ -3,10 +3,9 @@
 
 1. builds (or reuses) the warm start of the protocol (``r1v.toy.warm_start``, cached under
    ``--cache`` by its settings hash), or, with ``--warm-student DIR``, starts from a saved warm
-   student (e.g. the committed ``experiments/toy/v2/warm_student``): supervised training on a CPU is
-   not bitwise reproducible across processes (kernel choices follow memory alignment), and the
-   400-step warm start of v2, rebuilt from identical data and seeds, lands anywhere from 35% to 50%;
-   starting every replication from the same student makes the comparison reproducible;
+   student (e.g. the committed ``experiments/toy/v2/warm_student``): the 400-step warm start of v2,
+   rebuilt later from identical data and seeds, ended at 50% instead of 35% (see the README), so
+   every replication of a committed table starts from that table's own student;
 2. starts the teacher service (annotation backend, loopback, a free port) for the FFR runs;
 3. runs every (method, seed) of the protocol that has no ``summary.json`` yet, ``--jobs`` at a
    time, each in its own process (``python -m r1v.toy.runs``), with a progress bar; a killed
