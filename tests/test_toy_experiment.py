@@ -144,3 +144,14 @@ def test_smoke_replication_end_to_end_and_resume(tmp_path):
     assert "1 run(s) to do, 2 finished" in proc.stderr and "is cached" in proc.stderr
     assert (out / "grpo" / "seed0" / "summary.json").stat().st_mtime_ns == stamp
     assert (out / "tgrpo" / "seed0" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("module", ["r1v.toy.replicate", "r1v.toy.runs"])
+def test_a_bad_protocol_is_one_line_naming_it(tmp_path, module):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\n")
+    extra = ["--warm", str(tmp_path), "--method", "grpo", "--seed", "0"] if module.endswith("runs") else []
+    proc = subprocess.run([sys.executable, "-m", module, "--protocol", str(bad), "--out", str(tmp_path / "o"), *extra],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--protocol" in proc.stderr and "missing key(s)" in proc.stderr

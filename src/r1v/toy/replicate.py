@@ -17,8 +17,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -28,10 +32,13 @@ from pathlib import Path
 
 import requests
 from tqdm import tqdm
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from r1v.toy.heldout import HeldOut
 from r1v.toy.protocol import load_protocol
 from r1v.toy.report import write_results
 from r1v.toy.warm_start import build_warm_start, read_jsonl, vision_config
+from r1v.toy.world import generate_split
 
 logger = logging.getLogger("r1v.toy.replicate")
 
@@ -76,14 +83,6 @@ def use_warm_student(protocol, student: Path, cache_root: str | Path) -> Path:
     Cached under ``cache_root/warm-given-<hash of the weights and the data settings>``; the splits
     are drawn as ``build_warm_start`` draws them, and the student is evaluated on the test split.
     """
-    import dataclasses
-    import hashlib
-    import json
-    import shutil
-
-    from r1v.toy.heldout import HeldOut
-    from r1v.toy.world import generate_split
-
     weights = hashlib.sha256((student / "model.safetensors").read_bytes()).hexdigest()
     data_key = json.dumps({"world": dataclasses.asdict(protocol.world), "splits": protocol.splits}, sort_keys=True)
     key = hashlib.sha256((weights + data_key).encode()).hexdigest()[:12]
@@ -96,8 +95,6 @@ def use_warm_student(protocol, student: Path, cache_root: str | Path) -> Path:
         if name != "pretrain":
             generate_split(tmp / "data", n, seed, protocol.world, name=name)
     shutil.copytree(student, tmp / "student")
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     held = HeldOut(read_jsonl(tmp / "data" / "test.jsonl"), tmp / "data", vision_config(protocol))
     model = AutoModelForImageTextToText.from_pretrained(tmp / "student")
     summary = {"student_from": str(student), "student_sha256": weights, "protocol_version": protocol.version,
@@ -113,7 +110,7 @@ def pending_runs(protocol, out: Path) -> list[tuple[str, int]]:
             if not (out / m / f"seed{s}" / "summary.json").is_file()]
 
 
-def run_all(protocol_path: Path, protocol, warm: Path, out: Path, todo, jobs: int, teacher_url: str | None) -> None:
+def run_all(protocol_path: Path, warm: Path, out: Path, todo, jobs: int, teacher_url: str | None) -> None:
     """Run ``todo`` with at most ``jobs`` processes at once; a failed run raises after the others end."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     queue, running, failed = list(todo), [], []
@@ -156,11 +153,12 @@ def main(argv=None) -> int:
                         "the protocol's warm start (see the module docstring).")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    protocol = load_protocol(a.protocol)
+    try:
+        protocol = load_protocol(a.protocol)
+    except (OSError, ValueError) as exc:
+        p.error(f"--protocol: {exc}")
     if a.seeds:
-        from dataclasses import replace
-
-        protocol = replace(protocol, rl=replace(protocol.rl, seeds=tuple(a.seeds)))
+        protocol = dataclasses.replace(protocol, rl=dataclasses.replace(protocol.rl, seeds=tuple(a.seeds)))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -172,9 +170,9 @@ def main(argv=None) -> int:
         needs_teacher = any(m == "ffr" for m, _ in todo)
         if needs_teacher:
             with teacher_service(warm / "data", out / "teacher.log") as url:
-                run_all(Path(a.protocol), protocol, warm, out, todo, a.jobs, url)
+                run_all(Path(a.protocol), warm, out, todo, a.jobs, url)
         else:
-            run_all(Path(a.protocol), protocol, warm, out, todo, a.jobs, None)
+            run_all(Path(a.protocol), warm, out, todo, a.jobs, None)
     paths = write_results(protocol, warm, out, wall_s=time.perf_counter() - start)
     print("\n".join(str(p) for p in paths))
     return 0

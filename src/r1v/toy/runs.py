@@ -144,7 +144,11 @@ def main(argv=None) -> None:
     p.add_argument("--teacher-url", default=None, help="Teacher service URL (method ffr).")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_one(load_protocol(a.protocol), Path(a.warm), a.method, a.seed, Path(a.out), a.teacher_url)
+    try:
+        protocol = load_protocol(a.protocol)
+    except (OSError, ValueError) as exc:
+        p.error(f"--protocol: {exc}")
+    run_one(protocol, Path(a.warm), a.method, a.seed, Path(a.out), a.teacher_url)
 
 
 if __name__ == "__main__":
