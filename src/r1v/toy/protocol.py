@@ -18,7 +18,8 @@ import yaml
 from r1v.toy.tiny import TinySize
 from r1v.toy.world import ToyWorld
 
-METHODS = ("grpo", "ffr", "tgrpo")
+# The protocol's methods: GRPO, FFR and T-GRPO (Table 1), and the paper's Fig. 5 baselines.
+METHODS = ("grpo", "ffr", "tgrpo", "luffy", "replay", "majority", "judge")
 
 
 def _warm_modules():
@@ -48,7 +49,7 @@ class WarmStart:
 class RLSettings:
     """Settings shared by every method (same steps, data order, batch and hyper-parameters)."""
 
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = ("grpo", "ffr", "tgrpo")
     seeds: tuple[int, ...] = (0, 1, 2)
     max_steps: int = 60
     per_device_train_batch_size: int = 4

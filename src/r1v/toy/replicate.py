@@ -6,7 +6,9 @@
    student (e.g. the committed ``experiments/toy/v2/warm_student``): the 400-step warm start of v2,
    rebuilt later from identical data and seeds, ended at 50% instead of 35% (see the README), so
    every replication of a committed table starts from that table's own student;
-2. starts the teacher service (annotation backend, loopback, a free port) for the FFR runs;
+2. starts what the protocol's methods reach outside their process: the teacher service
+   (annotation backend, loopback, a free port) for FFR, the rule judge for the judge reward,
+   and writes the oracle teacher traces for LUFFY (``r1v.toy.variants``);
 3. runs every (method, seed) of the protocol that has no ``summary.json`` yet, ``--jobs`` at a
    time, each in its own process (``python -m r1v.toy.runs``), with a progress bar; a killed
    replication resumes from the finished runs;
@@ -27,6 +29,7 @@ import socket
 import subprocess
 import sys
 import time
+import contextlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,6 +40,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 from r1v.toy.heldout import HeldOut
 from r1v.toy.protocol import load_protocol
 from r1v.toy.report import write_results
+from r1v.toy.runs import Services
+from r1v.toy.variants import serve_rule_judge, write_oracle_traces
 from r1v.toy.warm_start import build_warm_start, read_jsonl, vision_config
 from r1v.toy.world import generate_split
 
@@ -104,13 +109,26 @@ def use_warm_student(protocol, student: Path, cache_root: str | Path) -> Path:
     return final
 
 
+def start_services(stack: contextlib.ExitStack, methods: set[str], protocol, warm: Path, out: Path) -> Services:
+    """What the methods need outside their run's process, kept alive by ``stack``."""
+    services = Services()
+    if "ffr" in methods:
+        services.teacher_url = stack.enter_context(teacher_service(warm / "data", out / "teacher.log"))
+    if "judge" in methods:
+        services.judge_url = stack.enter_context(serve_rule_judge())
+    if "luffy" in methods:
+        traces = write_oracle_traces(warm / "data" / "rl.jsonl", out / "luffy_traces.jsonl", protocol.warm_start.think)
+        services.luffy_traces = str(traces)
+    return services
+
+
 def pending_runs(protocol, out: Path) -> list[tuple[str, int]]:
     """(method, seed) pairs without a finished run, seed-major so that early results cover every method."""
     return [(m, s) for s in protocol.rl.seeds for m in protocol.rl.methods
             if not (out / m / f"seed{s}" / "summary.json").is_file()]
 
 
-def run_all(protocol_path: Path, warm: Path, out: Path, todo, jobs: int, teacher_url: str | None) -> None:
+def run_all(protocol_path: Path, warm: Path, out: Path, todo, jobs: int, services: Services) -> None:
     """Run ``todo`` with at most ``jobs`` processes at once; a failed run raises after the others end."""
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     queue, running, failed = list(todo), [], []
@@ -122,8 +140,10 @@ def run_all(protocol_path: Path, warm: Path, out: Path, todo, jobs: int, teacher
                 run_dir.mkdir(parents=True, exist_ok=True)
                 cmd = [sys.executable, "-m", "r1v.toy.runs", "--protocol", str(protocol_path), "--warm", str(warm),
                        "--method", method, "--seed", str(seed), "--out", str(run_dir)]
-                if teacher_url:
-                    cmd += ["--teacher-url", teacher_url]
+                for flag, value in (("--teacher-url", services.teacher_url), ("--judge-url", services.judge_url),
+                                    ("--luffy-traces", services.luffy_traces)):
+                    if value:
+                        cmd += [flag, value]
                 log = open(run_dir / "train.log", "w", encoding="utf-8")
                 running.append((method, seed, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), log))
             time.sleep(0.5)
@@ -142,7 +162,7 @@ def run_all(protocol_path: Path, warm: Path, out: Path, todo, jobs: int, teacher
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Does it learn? GRPO vs FFR vs T-GRPO on the toy world.")
+    p = argparse.ArgumentParser(description="Does it learn? GRPO vs FFR vs T-GRPO (and the Fig. 5 baselines) on the toy world.")
     p.add_argument("--protocol", required=True, help="Protocol YAML (experiments/toy/protocol_v*.yaml).")
     p.add_argument("--out", required=True, help="Output folder (runs, results.json/.md/.png).")
     p.add_argument("--cache", default=".cache/toy", help="Where warm starts are cached by their settings hash.")
@@ -167,12 +187,9 @@ def main(argv=None) -> int:
     todo = pending_runs(protocol, out)
     logger.info("%d run(s) to do, %d finished", len(todo), len(protocol.rl.seeds) * len(protocol.rl.methods) - len(todo))
     if todo:
-        needs_teacher = any(m == "ffr" for m, _ in todo)
-        if needs_teacher:
-            with teacher_service(warm / "data", out / "teacher.log") as url:
-                run_all(Path(a.protocol), warm, out, todo, a.jobs, url)
-        else:
-            run_all(Path(a.protocol), warm, out, todo, a.jobs, None)
+        with contextlib.ExitStack() as stack:
+            services = start_services(stack, {m for m, _ in todo}, protocol, warm, out)
+            run_all(Path(a.protocol), warm, out, todo, a.jobs, services)
     paths = write_results(protocol, warm, out, wall_s=time.perf_counter() - start)
     print("\n".join(str(p) for p in paths))
     return 0

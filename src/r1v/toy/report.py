@@ -3,8 +3,8 @@
 
 The table gives, per method, the held-out accuracy at the start (the warm student, the same for
 every method) and at the end as mean ± sample std over seeds, the gain, and every seed; then
-FFR − GRPO with the larger of the two seed stds (the protocol's bar), the positive control (GRPO's
-mean gain ≥ 5 points) and FFR's diagnostics. The figure has two panels: accuracy against step
+the positive control (GRPO's mean gain ≥ 5 points), each method − GRPO with the larger of the two
+seed stds (the protocol's bar) and each method's diagnostics (``r1v.toy.runs.DIAGNOSTICS``). The figure has two panels: accuracy against step
 (one line per method, its seed band = min..max) and against generated training tokens (FFR's
 second round and T-GRPO's shuffled rollouts generate more per step).
 """
@@ -22,11 +22,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 from r1v.toy.protocol import ToyProtocol  # noqa: E402
 
 POSITIVE_CONTROL_POINTS = 5.0
+NAMES = {"grpo": "GRPO", "ffr": "FFR", "tgrpo": "T-GRPO", "luffy": "LUFFY", "replay": "Replay (RePO)",
+         "majority": "Majority vote", "judge": "Judge reward"}
 
 
 def _stats(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": values}
+
+
+def _diagnostics(summary: dict) -> dict:
+    """A run's method diagnostics (runs written before the Fig. 5 variants kept FFR's under "ffr")."""
+    return summary.get("diagnostics") or summary.get("ffr") or {}
 
 
 def collect(protocol: ToyProtocol, out: Path) -> dict:
@@ -45,25 +52,27 @@ def collect(protocol: ToyProtocol, out: Path) -> dict:
                  "gain": _stats([r["final_accuracy"] - r["start_accuracy"] for r in runs]),
                  "generated_tokens": _stats([float(r["generated_tokens"]) for r in runs]),
                  "wall_s": _stats([r["wall_s"] for r in runs])}
-        if method == "ffr":
-            keys = runs[0].get("ffr", {})
-            entry["ffr"] = {k: _stats([r["ffr"][k] for r in runs if r["ffr"].get(k) is not None] or [float("nan")])
-                            for k in keys}
+        diags = [_diagnostics(r) for r in runs]
+        if diags[0]:
+            entry["diagnostics"] = {k: _stats([d[k] for d in diags if d.get(k) is not None] or [float("nan")])
+                                    for k in diags[0]}
         methods[method] = entry
     return methods
 
 
 def comparison(methods: dict) -> dict:
-    """FFR − GRPO and the positive control, when both methods have runs."""
+    """The positive control and every method − GRPO (``ffr_minus_grpo``, ``luffy_minus_grpo``, ...)."""
     out = {}
     if "grpo" in methods:
         gain = methods["grpo"]["gain"]["mean"] * 100
         out["positive_control"] = {"grpo_mean_gain_points": gain, "bar_points": POSITIVE_CONTROL_POINTS,
                                    "holds": gain >= POSITIVE_CONTROL_POINTS}
-    if "grpo" in methods and "ffr" in methods:
-        diff = (methods["ffr"]["final"]["mean"] - methods["grpo"]["final"]["mean"]) * 100
-        spread = max(methods["ffr"]["final"]["std"], methods["grpo"]["final"]["std"]) * 100
-        out["ffr_minus_grpo"] = {"points": diff, "larger_seed_std_points": spread, "beats_spread": diff > spread}
+    for method in methods:
+        if method == "grpo" or "grpo" not in methods:
+            continue
+        diff = (methods[method]["final"]["mean"] - methods["grpo"]["final"]["mean"]) * 100
+        spread = max(methods[method]["final"]["std"], methods["grpo"]["final"]["std"]) * 100
+        out[f"{method}_minus_grpo"] = {"points": diff, "larger_seed_std_points": spread, "beats_spread": diff > spread}
     return out
 
 
@@ -87,13 +96,15 @@ def markdown(protocol: ToyProtocol, warm_summary: dict, methods: dict, comp: dic
         pc = comp["positive_control"]
         lines.append(f"Positive control (GRPO mean gain ≥ {pc['bar_points']:.0f} points): "
                      f"{pc['grpo_mean_gain_points']:+.1f} points — {'holds' if pc['holds'] else 'does not hold'}.")
-    if "ffr_minus_grpo" in comp:
-        d = comp["ffr_minus_grpo"]
-        lines.append(f"FFR − GRPO: {d['points']:+.1f} points (larger seed std {d['larger_seed_std_points']:.1f}; "
-                     f"{'beyond' if d['beats_spread'] else 'within'} the spread).")
-    if "ffr" in methods:
-        diag = ", ".join(f"{k.removeprefix('ffr/')} {v['mean']:.3f}" for k, v in methods["ffr"]["ffr"].items())
-        lines.append(f"FFR diagnostics (mean over steps and seeds): {diag}.")
+    for method in methods:
+        if f"{method}_minus_grpo" in comp:
+            d = comp[f"{method}_minus_grpo"]
+            lines.append(f"{NAMES.get(method, method)} − GRPO: {d['points']:+.1f} points (larger seed std "
+                         f"{d['larger_seed_std_points']:.1f}; {'beyond' if d['beats_spread'] else 'within'} the spread).")
+    for method, e in methods.items():
+        if e.get("diagnostics"):
+            diag = ", ".join(f"{k.removeprefix(method + '/')} {v['mean']:.3f}" for k, v in e["diagnostics"].items())
+            lines.append(f"{NAMES.get(method, method)} diagnostics (mean over steps and seeds): {diag}.")
     tokens = ", ".join(f"{m} {e['generated_tokens']['mean']:.0f}" for m, e in methods.items())
     times = ", ".join(f"{m} {e['wall_s']['mean']:.0f} s" for m, e in methods.items())
     lines += [f"Generated training tokens per run: {tokens}. Wall time per run: {times}.",
