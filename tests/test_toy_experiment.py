@@ -1,6 +1,6 @@
 """The toy experiment: world answers by construction, the warm start's evidence block, the protocol
-file, and the replication end to end on the smoke protocol (files written, numbers finite, held-out
-evaluated, resume) — never that one method wins."""
+file, and the replication end to end on the smoke protocol with every method (files written, numbers
+finite, held-out evaluated, resume) — never that one method wins."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ import pytest
 from ffr.leakage import patch_leaks
 from ffr.patch import evidence_to_patch, render_patch
 from r1v.prompts import build_prompt_text
-from r1v.toy.protocol import load_protocol
+from r1v.toy.protocol import METHODS, load_protocol
 from r1v.toy.warm_start import read_jsonl, with_evidence_block
 from r1v.toy.world import COLOURS, OFF, PRETRAIN_SCENARIO, ToyWorld, generate_split
 from r1v.vision import VisionConfig, load_video
@@ -113,7 +113,7 @@ def test_protocol_file_is_checked(tmp_path):
 def _replicate(out: Path, cache: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "r1v.toy.replicate", "--protocol", str(SMOKE), "--out", str(out),
            "--cache", str(cache), "--jobs", "2"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT)  # a hang guard only
 
 
 @pytest.mark.slow
@@ -122,7 +122,7 @@ def test_smoke_replication_end_to_end_and_resume(tmp_path):
     proc = _replicate(out, cache)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    assert set(results["methods"]) == {"grpo", "ffr", "tgrpo"}
+    assert set(results["methods"]) == set(METHODS)  # GRPO, FFR, T-GRPO and the four Fig. 5 baselines
     for method, entry in results["methods"].items():
         (run,) = entry["runs"]
         assert [p["step"] for p in run["curve"]] == [0, 1, 2]  # held-out evaluated at start and every step
@@ -132,7 +132,12 @@ def test_smoke_replication_end_to_end_and_resume(tmp_path):
     # Every method starts from the same warm student.
     assert len({e["runs"][0]["start_accuracy"] for e in results["methods"].values()}) == 1
     ffr = results["methods"]["ffr"]
-    assert ffr["runs"][0]["ffr"]["ffr/patch_coverage"] > 0  # patches came back through the real service
+    assert ffr["runs"][0]["diagnostics"]["ffr/patch_coverage"] > 0  # patches came back through the real service
+    # LUFFY's oracle traces joined the groups (accuracy 1 + format 1); the judge was asked and answered.
+    assert results["methods"]["luffy"]["runs"][0]["diagnostics"]["luffy/teacher_reward"] == 2.0
+    judge = results["methods"]["judge"]["runs"][0]["diagnostics"]
+    assert judge["judge/requests"] > 0 and judge["rewards/judge_failed"] == 0
+    assert results["methods"]["majority"]["runs"][0]["diagnostics"]["rewards/majority_vote_share"] is not None
     assert ffr["generated_tokens"]["mean"] > results["methods"]["grpo"]["generated_tokens"]["mean"]
     assert list((out / "ffr" / "seed0" / "patch_log").glob("*.jsonl"))
     assert "| grpo |" in (out / "results.md").read_text() and (out / "results.png").stat().st_size > 1000
@@ -141,7 +146,7 @@ def test_smoke_replication_end_to_end_and_resume(tmp_path):
     (out / "tgrpo" / "seed0" / "summary.json").unlink()
     proc = _replicate(out, cache)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "1 run(s) to do, 2 finished" in proc.stderr and "is cached" in proc.stderr
+    assert f"1 run(s) to do, {len(METHODS) - 1} finished" in proc.stderr and "is cached" in proc.stderr
     assert (out / "grpo" / "seed0" / "summary.json").stat().st_mtime_ns == stamp
     assert (out / "tgrpo" / "seed0" / "summary.json").is_file()
 
