@@ -1,14 +1,22 @@
-"""Shared fixtures: one thread per process, a tiny checkpoint and synthetic data built once per session."""
+"""Shared fixtures: one thread per process; a tiny checkpoint, synthetic data and a server of the
+checkpoint (`transformers serve`) built once per session."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 import torch
 
+from serving import free_port, wait_until_up
+
 torch.set_num_threads(1)
+
+SERVE_START_TIMEOUT_S = 180
 
 
 def pytest_configure(config):
@@ -41,3 +49,32 @@ def synthetic_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth")
     generate_dataset(out, n_items=24, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def served_model(tiny_qwen25_ckpt, tmp_path_factory):
+    """`transformers serve` of the tiny checkpoint on a free loopback port; yields (base_url, model id).
+
+    A real OpenAI-compatible server (image parts as data URLs, `usage` in replies) on the CPU,
+    started once per session: the teacher and the judge tests against a real server share it.
+    It idles (no CPU) until the session ends.
+    """
+    cli = Path(sys.executable).with_name("transformers")
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(cli), "serve", tiny_qwen25_ckpt, "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}/v1"
+    try:
+        try:
+            wait_until_up(proc, f"{base}/models", SERVE_START_TIMEOUT_S, "transformers serve")
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {log.read_text()[-2000:]}") from exc
+        yield base, tiny_qwen25_ckpt
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

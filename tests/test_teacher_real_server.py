@@ -7,15 +7,11 @@ never a crash or a hang, and its tokens must be counted.
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
-
-from serving import free_port, wait_until_up
 
 from ffr.teacher.openai_backend import OpenAITeacher, OpenAITeacherConfig
 from ffr.teacher.schema import STATUSES, PatchRequestItem, PatchResponse
@@ -25,31 +21,6 @@ from r1v.vision import VisionConfig, load_video
 
 VISION = VisionConfig(max_frames=4, video_max_pixels=3136, video_min_pixels=3136, image_max_pixels=12544,
                       image_min_pixels=3136)
-START_TIMEOUT_S = 180
-
-
-@pytest.fixture(scope="module")
-def served_model(tiny_qwen25_ckpt, tmp_path_factory):
-    """`transformers serve CKPT` on a free loopback port; yields (base_url, model id)."""
-    cli = Path(sys.executable).with_name("transformers")
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(cli), "serve", tiny_qwen25_ckpt, "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        try:
-            wait_until_up(proc, f"{base}/models", START_TIMEOUT_S, "transformers serve")
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}: {log.read_text()[-2000:]}") from exc
-        yield base, tiny_qwen25_ckpt
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def items_from(synthetic_dir: Path) -> list[dict]:
