@@ -190,3 +190,6 @@ def test_toy_replication_script_runs_the_protocol(tmp_path):
     assert argv[-5:] == ["--seeds", "0", "1", "2", "3"]
     rebuilt = run_script(tmp_path, "toy_replication.sh", WARM_STUDENT="")
     assert "--warm-student" not in rebuilt
+    assert flag(rebuilt, "--out").endswith("runs/toy_v2")  # the default folder is named after the protocol
+    v4 = run_script(tmp_path, "toy_replication.sh", PROTOCOL=str(ROOT / "experiments" / "toy" / "protocol_v4.yaml"))
+    assert flag(v4, "--out").endswith("runs/toy_v4") and flag(v4, "--protocol").endswith("protocol_v4.yaml")
