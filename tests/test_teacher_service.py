@@ -18,7 +18,7 @@ from ffr.teacher.backend_args import BACKENDS
 from ffr.teacher.backends import AnnotationBackend, Proposal, TeacherBackend
 from ffr.teacher.schema import PatchRequestItem, PatchResponse
 from ffr.teacher.service import confine_path, create_app, serve_in_thread
-from serving import free_port, wait_until_up
+from serving import wait_for_port_file, wait_until_up
 
 REPO = Path(__file__).resolve().parents[1]
 EVIDENCE = {"time_span": [1.0, 2.0], "region": [0.1, 0.1, 0.4, 0.5], "error_type": "spatial",
@@ -232,14 +232,15 @@ def test_annotation_backend_modes():
 def test_serve_script_starts_cli(tree, tmp_path):
     key_file = tmp_path / "key"
     key_file.write_text("k3y\n")
-    port = free_port()
-    env = {**os.environ, "PYTHON": sys.executable, "TEACHER_PORT": str(port),
+    port_file = tmp_path / "port"
+    env = {**os.environ, "PYTHON": sys.executable, "TEACHER_PORT": "0",  # the service picks a free port itself
            "TEACHER_ALLOWED_ROOT": str(tree["root"]), "TEACHER_API_KEY_FILE": str(key_file)}
-    proc = subprocess.Popen(["bash", str(REPO / "local_scripts" / "serve_teacher.sh"), "--log-level", "warning"],
+    proc = subprocess.Popen(["bash", str(REPO / "local_scripts" / "serve_teacher.sh"), "--log-level", "warning",
+                             "--port-file", str(port_file)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(proc, f"{base}/health", 20, "teacher service")
+        base = f"http://127.0.0.1:{wait_for_port_file(proc, port_file, what='teacher service')}"
+        wait_until_up(proc, f"{base}/health", what="teacher service")
         assert requests.get(f"{base}/ready", timeout=5).status_code == 401
         ready = requests.get(f"{base}/ready", headers={"Authorization": "Bearer k3y"}, timeout=5)
         assert ready.json() == {"ready": True, "backend": "annotation"}
