@@ -6,7 +6,6 @@ process group killed, so a deadlock shows up as ``timed_out=True`` instead of ha
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,17 +20,14 @@ class LaunchResult:
     output: str
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch_zero3(script: str, args: list[str], timeout_s: float, nproc: int = 2) -> LaunchResult:
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "LOCAL_SIZE": str(nproc),
-           "MASTER_ADDR": "127.0.0.1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), script, *args]
+           "TOKENIZERS_PARALLELISM": "false"}
+    # --standalone: the launcher's own TCP store binds port 0 and the workers rendezvous through it
+    # (torchrun shares that store), so no port is chosen here and bound there later: a port found
+    # free by binding and closing a socket could be taken by another process before torchrun binds it.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1",
+           "--nproc_per_node", str(nproc), script, *args]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
