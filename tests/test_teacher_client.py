@@ -8,7 +8,6 @@ back within a bounded time. One test runs the client against the real service.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 import time
@@ -23,6 +22,7 @@ from ffr.teacher.backends import AnnotationBackend
 from ffr.teacher.client import TeacherClient
 from ffr.teacher.schema import PatchRequestItem, PatchResult
 from ffr.teacher.service import create_app, serve_in_thread
+from serving import refused_port
 
 EVIDENCE = {"time_span": [1.0, 3.0], "region": [0.1, 0.2, 0.5, 0.6], "error_type": "temporal",
             "markers": ["the moment of contact"], "guidance": "Re-examine the order of the two events."}
@@ -141,10 +141,7 @@ def kinds(results: list[PatchResult]) -> list[tuple[str, str | None]]:
 
 
 def test_refused_port_gives_connection_errors_after_retries():
-    with socket.socket() as s:  # a port with no listener: connection refused
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with client(f"http://127.0.0.1:{port}", max_retries=2) as c:
+    with refused_port() as port, client(f"http://127.0.0.1:{port}", max_retries=2) as c:
         out, elapsed = timed(c, [make_item("a"), make_item("b")])
         m = c.snapshot()
     assert kinds(out) == [("error", "connection")] * 2
@@ -195,22 +192,39 @@ def test_malformed_answers_become_errors(action, kind):
     assert elapsed < 2.0
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told to (the breaker's cooldown, without sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_breaker_opens_then_half_open_probe_recovers():
-    with scripted(["500"]) as (server, url), client(url, breaker_failures=2, breaker_cooldown_s=0.3) as c:
+    # The breaker reads a fake clock: on a loaded machine, real time between two calls could pass
+    # the cooldown and let a probe through where the test expects the breaker still open.
+    clock = FakeClock()
+    with scripted(["500"]) as (server, url), client(url, breaker_failures=2, breaker_cooldown_s=30.0) as c:
+        c.breaker.clock = clock
         for _ in range(2):
             assert kinds(c.request_patches([make_item("a")])) == [("error", "http_5xx")]
         assert c.breaker.state == "open" and c.snapshot()["teacher/breaker_open"] == 1.0
         out, elapsed = timed(c, [make_item("a"), make_item("b")])
-        assert kinds(out) == [("error", "breaker_open")] * 2 and server.hits == 2 and elapsed < 0.1
-        time.sleep(0.35)  # cooldown over: one probe goes through, fails, re-opens at once
+        # no call made, nothing waited for: well under the 2 s call timeout a real call could take
+        assert kinds(out) == [("error", "breaker_open")] * 2 and server.hits == 2 and elapsed < 1.0
+        clock.now += 29.9  # cooldown not over yet: still open
+        assert kinds(c.request_patches([make_item("a")])) == [("error", "breaker_open")] and server.hits == 2
+        clock.now += 0.1  # cooldown over: one probe goes through, fails, re-opens at once
         assert kinds(c.request_patches([make_item("a")])) == [("error", "http_5xx")] and server.hits == 3
         assert kinds(c.request_patches([make_item("a")])) == [("error", "breaker_open")] and server.hits == 3
         server.script = ["ok"]
-        time.sleep(0.35)
+        clock.now += 30.0
         assert kinds(c.request_patches([make_item("a")])) == [("ok", None)]
         assert c.breaker.state == "closed" and server.hits == 4
         m = c.snapshot()
-    assert m["teacher/errors/breaker_open"] == 3 and m["teacher/errors/http_5xx"] == 3
+    assert m["teacher/errors/breaker_open"] == 4 and m["teacher/errors/http_5xx"] == 3
     assert m["teacher/breaker_open"] == 0.0
 
 
