@@ -28,22 +28,32 @@ echo "== 1/4 tiny checkpoint (with format warm-up) and synthetic data =="
 "$PY" -m r1v.toy.synthetic --out "$OUT/synthetic" --n 32 --seed 0
 
 echo "== 2/4 teacher service (annotation backend) on loopback =="
-PORT="$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$PY" -m ffr.teacher.service --backend annotation --host 127.0.0.1 --port "$PORT" \
+# --port 0: the service binds a free port itself and writes it to teacher.port once listening
+# (a port picked here and bound there could be taken by another process in between).
+"$PY" -m ffr.teacher.service --backend annotation --host 127.0.0.1 --port 0 --port-file "$OUT/teacher.port" \
   --allowed-root "$OUT/synthetic" --log-level warning > "$OUT/teacher.log" 2>&1 &
 TEACHER_PID=$!
 trap 'kill "$TEACHER_PID" 2>/dev/null || true; wait "$TEACHER_PID" 2>/dev/null || true' EXIT
-"$PY" - "http://127.0.0.1:$PORT" <<'PYEOF'
-import sys, time, requests
-for _ in range(100):
+"$PY" - "$OUT/teacher.port" "$TEACHER_PID" <<'PYEOF'
+import os, sys, time, requests
+port_file, pid = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 180  # start-up takes seconds on a quiet machine, far longer on a loaded one
+while time.monotonic() < deadline:
     try:
-        if requests.get(sys.argv[1] + "/ready", timeout=1).ok:
-            sys.exit(0)
-    except requests.ConnectionError:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        sys.exit("teacher service exited; see teacher.log")
+    try:
+        if os.path.exists(port_file):
+            url = f"http://127.0.0.1:{int(open(port_file).read())}"
+            if requests.get(url + "/ready", timeout=1).ok:
+                sys.exit(0)
+    except requests.RequestException:  # refused while starting, or a read timeout on a loaded machine
         pass
     time.sleep(0.2)
 sys.exit("teacher service did not come up; see teacher.log")
 PYEOF
+PORT="$(cat "$OUT/teacher.port")"
 
 echo "== 3/4 FFR training =="
 "$PY" -m ffr.train --config local_scripts/configs/demo_tiny.yaml \

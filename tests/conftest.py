@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest
 import torch
 
-from serving import free_port, wait_until_up
+from serving import ADDRESS_IN_USE, free_port, wait_until_up
 
 torch.set_num_threads(1)
 
@@ -60,17 +60,26 @@ def served_model(tiny_qwen25_ckpt, tmp_path_factory):
     It idles (no CPU) until the session ends.
     """
     cli = Path(sys.executable).with_name("transformers")
-    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(cli), "serve", tiny_qwen25_ckpt, "--host", "127.0.0.1", "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
+    # `transformers serve` cannot report a port it picked, so it gets one that was free a moment ago;
+    # only if something took that port before it bound it (EADDRINUSE) is it started again elsewhere.
+    for attempt in range(3):
+        port = free_port()
+        with open(log, "w") as out:
+            proc = subprocess.Popen([str(cli), "serve", tiny_qwen25_ckpt, "--host", "127.0.0.1", "--port", str(port)],
+                                    stdout=out, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}/v1"
         try:
             wait_until_up(proc, f"{base}/models", SERVE_START_TIMEOUT_S, "transformers serve")
+            break
         except RuntimeError as exc:
-            raise RuntimeError(f"{exc}: {log.read_text()[-2000:]}") from exc
+            text = log.read_text()
+            if proc.poll() is not None and ADDRESS_IN_USE in text.lower() and attempt < 2:
+                continue
+            proc.kill()
+            proc.wait()
+            raise RuntimeError(f"{exc}: {text[-2000:]}") from exc
+    try:
         yield base, tiny_qwen25_ckpt
     finally:
         proc.terminate()

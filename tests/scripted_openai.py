@@ -57,7 +57,18 @@ class ScriptedServer:
         self.model = model
         self.requests: list[dict] = []
         self.auth: list[str] = []  # the Authorization header of each request, in order
+        self.inflight = 0  # requests being answered now (a delayed reply counts while it waits)
+        self.max_inflight = 0  # the most at once: how far a client fans out, without timing it
         self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.inflight -= 1
 
     def next_reply(self, body: dict) -> Reply:
         with self._lock:
@@ -119,7 +130,11 @@ def build_app(server: ScriptedServer) -> FastAPI:
         server.auth.append(request.headers.get("authorization", ""))
         reply = server.next_reply(body)
         if reply.delay_s:
-            await asyncio.sleep(reply.delay_s)
+            server.enter()
+            try:
+                await asyncio.sleep(reply.delay_s)
+            finally:
+                server.leave()
         if reply.status != 200:
             return PlainTextResponse(reply.body or "scripted failure", status_code=reply.status)
         if reply.body is not None:

@@ -27,16 +27,21 @@ from transformers import AutoProcessor
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--max-new-tokens", "8", "--frames", "4", "--batch-size", "2", "--log-level", "WARNING"]
-# A run that stays alive long enough to be killed part-way: each batch sleeps after generating.
+# A run killed part-way, at a known point: batches 1-3 (6 rows) are generated and written, then the
+# 4th batch's generate never returns, so the run is alive with exactly 6 rows whenever the test kills
+# it. (It used to sleep 0.4 s per batch and be killed once 6 rows showed up: a test starved of CPU
+# for a few seconds on a loaded machine could find the run finished, or every row written.)
 SLOW_RUN = """
-import sys, time
+import sys, threading
 import eval.generation as g
 generate = g.Generator.generate
-def slow(self, inputs, seed):
-    out = generate(self, inputs, seed)
-    time.sleep(0.4)
-    return out
-g.Generator.generate = slow
+calls = []
+def held(self, inputs, seed):
+    calls.append(len(inputs["input_ids"]))
+    if len(calls) > 3:
+        threading.Event().wait()  # blocks until the test's SIGKILL
+    return generate(self, inputs, seed)
+g.Generator.generate = held
 from eval.run import main
 main(sys.argv[1:])
 """
@@ -121,7 +126,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(full_run, tiny_qwen25_ckp
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = rows_of(preds)
-    assert 6 <= len(before) < 20
+    assert len(before) == 6
     with open(preds, "ab") as fh:  # a write torn by the kill: half a line, no newline
         fh.write(b'{"id": "action_sequence_9", "output": "<answ')
 

@@ -23,7 +23,9 @@ from r1v.vision import VisionConfig
 # Mode of the teacher during each training step, and the client error kind it must produce.
 SCHEDULE = ["ok", "down", "slow", "http500", "garbage", "ok"]
 ERROR_KIND = {"down": "connection", "slow": "call_timeout", "http500": "http_5xx", "garbage": "bad_json"}
-TIMEOUT_S = 0.5
+# The client's call timeout: an "ok" round (8 items) must be answered within it on a loaded 2-core
+# machine (0.5 s left little room), and a "slow" round is cut by it.
+TIMEOUT_S = 2.0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -37,8 +39,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         mode = self.server.mode
-        if mode == "slow":
-            time.sleep(3 * TIMEOUT_S)
+        if mode == "slow":  # answers only after the test ends: the client's timeout must cut it
+            self.server.release.wait(timeout=120)
         if mode == "http500":
             return self._reply(500, b'{"detail": "internal error"}')
         if mode == "garbage":
@@ -61,12 +63,14 @@ class FaultyTeacher:
 
     def __init__(self):
         self.server = None
+        self.release = threading.Event()  # set when the test ends: frees handlers held in "slow" mode
         self.port = self._start(0)
 
     def _start(self, port: int) -> int:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
         self.server.daemon_threads = True
         self.server.mode = "ok"
+        self.server.release = self.release
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self.server.server_address[1]
 
@@ -96,6 +100,7 @@ class ScheduleCallback(TrainerCallback):
 def faulty_teacher():
     teacher = FaultyTeacher()
     yield teacher
+    teacher.release.set()
     if teacher.server is not None:
         teacher.stop()
 

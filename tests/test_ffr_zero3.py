@@ -62,5 +62,5 @@ def test_rank_asymmetric_second_rounds_do_not_hang(tiny_qwen25_ckpt, synthetic_d
 def test_uncoordinated_second_round_is_caught(tiny_qwen25_ckpt, synthetic_dir, teacher_url, tmp_path):
     """Without the all-reduce and dummy generate, rank 0's lone generate at step 0 must hang or fail."""
     res = launch_zero3(WORKER, [tiny_qwen25_ckpt, str(synthetic_dir / "train.jsonl"), str(tmp_path), teacher_url,
-                                "uncoordinated", "3"], timeout_s=90)
+                                "uncoordinated", "3"], timeout_s=300, settle_after=tmp_path / "diverging")
     assert_divergence_caught(res, tmp_path)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import socket
 
 import pytest
 
@@ -15,6 +14,7 @@ from ffr.teacher.backends import AnnotationBackend
 from ffr.teacher.cache import ResultCache
 from ffr.teacher.schema import PatchRequestItem, PatchResult
 from ffr.teacher.service import create_app, serve_in_thread
+from serving import refused_port
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +110,10 @@ def test_mine_resume_and_persistent_cache(synthetic_dir, dumps, tmp_path):
 
 
 def test_failed_items_are_retried(synthetic_dir, dumps, tmp_path):
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     out = tmp_path / "mined.jsonl"
-    assert run(mine_main, argv(dead, synthetic_dir, dumps, out))[0] == 1  # every item failed: not a success
+    with refused_port() as port:  # a port nobody listens on
+        dead = f"http://127.0.0.1:{port}"
+        assert run(mine_main, argv(dead, synthetic_dir, dumps, out))[0] == 1  # every item failed: not a success
     first = read(out)
     assert {(x["status"], x["error_type"]) for x in first} == {("error", "connection")}
     with serve_in_thread(create_app(AnnotationBackend(), str(synthetic_dir))) as url:

@@ -8,7 +8,6 @@ back within a bounded time. One test runs the client against the real service.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 import time
@@ -23,10 +22,15 @@ from ffr.teacher.backends import AnnotationBackend
 from ffr.teacher.client import TeacherClient
 from ffr.teacher.schema import PatchRequestItem, PatchResult
 from ffr.teacher.service import create_app, serve_in_thread
+from serving import refused_port
 
 EVIDENCE = {"time_span": [1.0, 3.0], "region": [0.1, 0.2, 0.5, 0.6], "error_type": "temporal",
             "markers": ["the moment of contact"], "guidance": "Re-examine the order of the two events."}
 TIMESTAMPS = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+# How long a scripted "slow" answer takes. Far longer than any deadline or timeout it is used
+# against, so a bound like `elapsed < SLOW_S / 2` shows the client did not wait for it, with
+# seconds of slack for a loaded machine (handler threads are daemons: nobody waits for them).
+SLOW_S = 10.0
 
 
 def make_item(sid: str, response: str | None = None, path: str = "/videos/a.mp4") -> PatchRequestItem:
@@ -56,6 +60,13 @@ class ScriptedTeacher(ThreadingHTTPServer):
         self.inflight = 0
         self.max_inflight = 0
         self.lock = threading.Lock()
+        self._barrier: threading.Barrier | None = None
+
+    def barrier(self, parties: int) -> threading.Barrier:
+        with self.lock:
+            if self._barrier is None:
+                self._barrier = threading.Barrier(parties)
+            return self._barrier
 
     def handle_error(self, request, client_address) -> None:
         # A client that timed out closes its socket; our late reply then hits a
@@ -91,8 +102,15 @@ class _Handler(BaseHTTPRequestHandler):
             action = "ok"
         if action == "slow_ids":  # only chunks holding a "slow*" item are slow
             if any(it["sample_id"].startswith("slow") for it in payload["items"]):
-                time.sleep(2.0)
+                time.sleep(SLOW_S)
             action = "ok"
+        if action.startswith("barrier:"):  # answer ok once that many calls are in flight at once
+            try:
+                self.server.barrier(int(action.split(":")[1])).wait(timeout=SLOW_S)
+            except threading.BrokenBarrierError:
+                action = "599"  # they never were: the calls were not concurrent
+            else:
+                action = "ok"
         bodies = {
             "ok": (200, json.dumps(ok_body(payload))),
             "garbage": (200, "<html>proxy error</html>"),
@@ -141,10 +159,7 @@ def kinds(results: list[PatchResult]) -> list[tuple[str, str | None]]:
 
 
 def test_refused_port_gives_connection_errors_after_retries():
-    with socket.socket() as s:  # a port with no listener: connection refused
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with client(f"http://127.0.0.1:{port}", max_retries=2) as c:
+    with refused_port() as port, client(f"http://127.0.0.1:{port}", max_retries=2) as c:
         out, elapsed = timed(c, [make_item("a"), make_item("b")])
         m = c.snapshot()
     assert kinds(out) == [("error", "connection")] * 2
@@ -155,11 +170,11 @@ def test_refused_port_gives_connection_errors_after_retries():
 
 
 def test_slow_server_times_out_without_retry():
-    with scripted(["sleep:1.5"]) as (server, url), client(url, timeout_s=0.25, max_retries=3) as c:
+    with scripted([f"sleep:{SLOW_S}"]) as (server, url), client(url, timeout_s=0.25, max_retries=3) as c:
         out, elapsed = timed(c, [make_item("a")])
         assert server.hits == 1  # a timed-out call is not repeated
     assert kinds(out) == [("timeout", "call_timeout")]
-    assert elapsed < 1.0
+    assert 0.25 <= elapsed < SLOW_S / 2  # cut at the call timeout, not awaited
     assert c.snapshot()["teacher/errors/call_timeout"] == 1
 
 
@@ -195,61 +210,82 @@ def test_malformed_answers_become_errors(action, kind):
     assert elapsed < 2.0
 
 
+class FakeClock:
+    """A monotonic clock that moves only when told to (the breaker's cooldown, without sleeping)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_breaker_opens_then_half_open_probe_recovers():
-    with scripted(["500"]) as (server, url), client(url, breaker_failures=2, breaker_cooldown_s=0.3) as c:
+    # The breaker reads a fake clock: on a loaded machine, real time between two calls could pass
+    # the cooldown and let a probe through where the test expects the breaker still open.
+    clock = FakeClock()
+    with scripted(["500"]) as (server, url), client(url, breaker_failures=2, breaker_cooldown_s=30.0) as c:
+        c.breaker.clock = clock
         for _ in range(2):
             assert kinds(c.request_patches([make_item("a")])) == [("error", "http_5xx")]
         assert c.breaker.state == "open" and c.snapshot()["teacher/breaker_open"] == 1.0
         out, elapsed = timed(c, [make_item("a"), make_item("b")])
-        assert kinds(out) == [("error", "breaker_open")] * 2 and server.hits == 2 and elapsed < 0.1
-        time.sleep(0.35)  # cooldown over: one probe goes through, fails, re-opens at once
+        # no call made, nothing waited for: well under the 2 s call timeout a real call could take
+        assert kinds(out) == [("error", "breaker_open")] * 2 and server.hits == 2 and elapsed < 1.0
+        clock.now += 29.9  # cooldown not over yet: still open
+        assert kinds(c.request_patches([make_item("a")])) == [("error", "breaker_open")] and server.hits == 2
+        clock.now += 0.1  # cooldown over: one probe goes through, fails, re-opens at once
         assert kinds(c.request_patches([make_item("a")])) == [("error", "http_5xx")] and server.hits == 3
         assert kinds(c.request_patches([make_item("a")])) == [("error", "breaker_open")] and server.hits == 3
         server.script = ["ok"]
-        time.sleep(0.35)
+        clock.now += 30.0
         assert kinds(c.request_patches([make_item("a")])) == [("ok", None)]
         assert c.breaker.state == "closed" and server.hits == 4
         m = c.snapshot()
-    assert m["teacher/errors/breaker_open"] == 3 and m["teacher/errors/http_5xx"] == 3
+    assert m["teacher/errors/breaker_open"] == 4 and m["teacher/errors/http_5xx"] == 3
     assert m["teacher/breaker_open"] == 0.0
 
 
 def test_step_deadline_across_concurrent_chunks():
+    # The fast chunk must be answered within the deadline: 2 s leaves a loaded machine room (0.6 s did not).
     items = [make_item("fast0"), make_item("fast1"), make_item("slow0"), make_item("slow1")]
-    with scripted(["slow_ids"]) as (_, url), client(url, max_concurrency=2, timeout_s=5.0,
-                                                     step_deadline_s=0.6) as c:
+    with scripted(["slow_ids"]) as (_, url), client(url, max_concurrency=2, timeout_s=SLOW_S,
+                                                     step_deadline_s=2.0) as c:
         out, elapsed = timed(c, items)
     assert [r.sample_id for r in out] == ["fast0", "fast1", "slow0", "slow1"]
     assert kinds(out) == [("ok", None)] * 2 + [("timeout", "deadline")] * 2
-    assert elapsed < 1.5
+    assert 2.0 <= elapsed < SLOW_S / 2  # cut at the step deadline, the slow chunk not awaited
 
 
 def test_deadline_cancels_queued_chunks():
     items = [make_item(f"slow{i}") for i in range(3)]
     with scripted(["slow_ids"]) as (server, url), client(url, max_concurrency=1, max_items_per_call=1,
-                                                          timeout_s=5.0, step_deadline_s=0.4) as c:
+                                                          timeout_s=SLOW_S, step_deadline_s=0.4) as c:
         out, elapsed = timed(c, items)
         assert server.hits == 1  # the two queued chunks were never sent
     assert kinds(out) == [("timeout", "deadline")] * 3
-    assert elapsed < 1.2
+    assert 0.4 <= elapsed < SLOW_S / 2  # neither the slow call nor the queued ones awaited
 
 
 def test_call_cut_by_step_deadline_is_labelled_deadline():
     # A worker whose call timeout was capped by the step deadline labels its own
     # timeout "deadline" (not "call_timeout"), whichever thread notices first.
-    with scripted(["slow_ids"]) as (_, url), client(url, timeout_s=5.0) as c:
+    with scripted(["slow_ids"]) as (_, url), client(url, timeout_s=SLOW_S) as c:
         out = c._call_chunk([make_item("slow0")], deadline=time.monotonic() + 0.3)
     assert kinds(out) == [("timeout", "deadline")]
 
 
 def test_chunks_are_sent_concurrently():
+    # Each call is answered only once all four are in flight at the same moment (a barrier), so
+    # concurrency is shown without timing it: calls sent one by one would break the barrier and
+    # fail (599). This used to time four 0.4 s calls against a 1.4 s bound.
     items = [make_item(f"i{k}") for k in range(8)]
-    with scripted(["sleep:0.4"]) as (server, url), client(url, max_concurrency=4) as c:
-        out, elapsed = timed(c, items)
-        assert server.hits == 4 and server.max_inflight >= 2
+    with scripted(["barrier:4"]) as (server, url), client(url, max_concurrency=4, timeout_s=2 * SLOW_S,
+                                                          step_deadline_s=2 * SLOW_S) as c:
+        out = c.request_patches(items)
+        assert server.hits == 4 and server.max_inflight == 4
     assert [r.sample_id for r in out] == [f"i{k}" for k in range(8)]
-    assert all(r.status == "ok" for r in out)
-    assert elapsed < 1.4  # four 0.4 s calls one after another would take 1.6 s
+    assert all(r.status == "ok" for r in out), kinds(out)
 
 
 def test_cache_serves_identical_content_under_new_id():

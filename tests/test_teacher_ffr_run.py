@@ -3,7 +3,8 @@
 The model behind the backend is the scripted OpenAI-compatible server: it calls one tool,
 then answers with a patch. Checks that the second round happens, that the metrics and the
 patch log show model patches and their cost, and that the teacher phase of a step fans out
-(8 failed rollouts, every model reply 2 s late: the phase takes about 2 s, not 16 s).
+(8 failed rollouts, every model reply 2 s late: all 8 are awaited at once, and the phase
+takes about 2 s, not 16 s).
 """
 from __future__ import annotations
 
@@ -84,9 +85,14 @@ def test_teacher_phase_fans_out(tiny_qwen25_ckpt, synthetic_dir, videos, tmp_pat
         with serve_in_thread(app) as url:
             trainer = train(tiny_qwen25_ckpt, videos[:1], url, tmp_path / "fan", max_steps=1, num_generations=8,
                             per_device_train_batch_size=1, teacher_max_concurrency=8, teacher_cache=False)
-        n_requests = len(server.requests)
+        n_requests, fan_out = len(server.requests), server.max_inflight
     step = next(h for h in trainer.state.log_history if "loss" in h)
     assert step["teacher/items"] == 8 and n_requests == 8  # all 8 rollouts failed and were sent
     phase = step["timing_s/ffr_teacher"]
-    print(f"teacher phase with 8 items x 2 s replies: {phase:.2f} s")
-    assert 2.0 <= phase <= 2.4
+    print(f"teacher phase with 8 items x 2 s replies: {phase:.2f} s, {fan_out} replies awaited at once")
+    # The fan-out itself is counted, not timed: all 8 model calls were waiting at the same moment
+    # (a client or service that sent them one by one, or 4 at a time, would show 1 or 4).
+    assert fan_out == 8
+    # The phase waits for the 2 s replies, and for less than two of them back to back (no batching).
+    # Was `phase <= 2.4`: 0.4 s for 8 items' overhead fails on a loaded 2-core machine.
+    assert 2.0 <= phase < 4.0

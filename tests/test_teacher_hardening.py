@@ -17,6 +17,10 @@ from ffr.teacher.service import confine_path, create_app
 EVIDENCE = {"time_span": [1.0, 2.0], "region": [0.1, 0.1, 0.4, 0.5], "error_type": "spatial",
             "markers": ["when the cube stops"], "guidance": "Look at the region where the objects meet."}
 READ_TIMEOUT_S = 0.5
+# How late past READ_TIMEOUT_S a disconnect may come: slack for a loaded 2-core machine, and still
+# far below what the old bug gives (a stalled client held for ever: the 10 s socket timeout fires;
+# a trickling one kept for its whole 14 s head).
+LATE_S = 5.0
 
 
 def item(sid: str, path: str = "a.mp4") -> dict:
@@ -112,7 +116,7 @@ def test_json_depth_counter():
 ])
 def test_stalled_request_head_is_disconnected(url, first):
     data, waited = closed_after(raw_connection(url, first))
-    assert data == b"" and READ_TIMEOUT_S * 0.8 < waited < READ_TIMEOUT_S + 2.0
+    assert data == b"" and READ_TIMEOUT_S * 0.8 < waited < READ_TIMEOUT_S + LATE_S
 
 
 def test_trickled_request_head_is_cut_at_the_read_timeout(url):
@@ -124,8 +128,8 @@ def test_trickled_request_head_is_cut_at_the_read_timeout(url):
         for byte in head:
             sock.sendall(bytes([byte]))
             time.sleep(0.1)
-            assert time.monotonic() - t0 < READ_TIMEOUT_S + 3.0, "server kept a trickling client"
-    assert time.monotonic() - t0 < READ_TIMEOUT_S + 3.0
+            assert time.monotonic() - t0 < READ_TIMEOUT_S + LATE_S, "server kept a trickling client"
+    assert time.monotonic() - t0 < READ_TIMEOUT_S + LATE_S
     sock.close()
 
 
@@ -133,7 +137,7 @@ def test_stalled_body_gets_408_and_is_disconnected(url):
     head = b"POST /patch HTTP/1.1\r\nHost: teacher\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n"
     data, waited = closed_after(raw_connection(url, head + b'{"items": ['))
     assert data.startswith(b"HTTP/1.1 408 ") and b"not received within" in data
-    assert READ_TIMEOUT_S * 0.8 < waited < READ_TIMEOUT_S + 2.0
+    assert READ_TIMEOUT_S * 0.8 < waited < READ_TIMEOUT_S + LATE_S
 
 
 def test_second_request_on_a_kept_alive_connection_is_bounded_too(url):
@@ -143,19 +147,21 @@ def test_second_request_on_a_kept_alive_connection_is_bounded_too(url):
     time.sleep(READ_TIMEOUT_S * 1.5)  # idle between requests: the keep-alive timeout (5 s) governs
     sock.sendall(b"GET /health HTTP/1.1\r\n")  # then half a head
     data, waited = closed_after(sock)
-    assert data == b"" and waited < READ_TIMEOUT_S + 2.0
+    assert data == b"" and waited < READ_TIMEOUT_S + LATE_S
 
 
 def test_connection_cap_answers_503_until_stalled_clients_are_dropped(root):
-    app = create_app(AnnotationBackend(), str(root), read_timeout_s=1.0)
+    # No sleeps: the server accepts connections in the order they were made, so the hog is counted
+    # before the second request is read; each close is awaited (closed_after), not waited for. The
+    # read timeout leaves a loaded machine seconds to send the second request while the hog holds on.
+    app = create_app(AnnotationBackend(), str(root), read_timeout_s=3.0)
     with serve_in_thread(app, max_connections=2, keep_alive_s=0.2) as base:
         hog = raw_connection(base, b"GET /health HTTP/1.1\r\n")
-        time.sleep(0.1)
-        with requests.Session() as s:
-            assert s.get(f"{base}/health", timeout=5).status_code == 503  # 2 connections: the cap
-            closed_after(hog)  # the server drops the stalled client at its read timeout
-            time.sleep(0.4)  # the 503 connection idles past keep_alive_s and is closed as well
-            assert s.get(f"{base}/health", timeout=5).status_code == 200
+        second = raw_connection(base, b"GET /health HTTP/1.1\r\nHost: teacher\r\n\r\n")
+        assert read_response(second).startswith(b"HTTP/1.1 503 ")  # 2 connections: the cap
+        assert closed_after(second)[0] == b""  # the 503 connection idles past keep_alive_s and is closed
+        closed_after(hog)  # the server drops the stalled client at its read timeout
+        assert requests.get(f"{base}/health", timeout=5).status_code == 200
 
 
 def test_server_settings_are_validated_and_applied(root):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 import torch.distributed as dist
@@ -73,8 +72,8 @@ RANK_ROUNDS = [
 ]
 
 
-def _worker(rank: int, port: int, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+def _worker(rank: int, init_file: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     log = {"counts": [], "raised_at": None, "start": None}
     guard = FailedRoundGuard(3, "error", "http://teacher:1")
     try:
@@ -95,10 +94,8 @@ def _worker(rank: int, port: int, out: str) -> None:
 
 
 def test_two_ranks_agree_on_the_count_and_raise_together(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    # A file rendezvous: a port found free by binding and closing a socket could be taken before rank 0 binds it.
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
     logs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     for log in logs:
         assert log["counts"] == [1, 0, 1, 2, 2] and log["raised_at"] == 5

@@ -258,24 +258,24 @@ def test_serve_script_runs_the_model_backend(media, tmp_path):
     import subprocess
     import sys
 
-    from serving import free_port, wait_until_up
+    from serving import wait_for_port_file, wait_until_up
 
     repo = Path(__file__).resolve().parents[1]
     key = tmp_path / "upstream.key"
     key.write_text("sk-test\n")
     judge_reply = Reply(content="B")
     with scripted_openai(lambda body, i: FINAL if body["model"] == "scripted-teacher" else judge_reply) as (base, srv):
-        port = free_port()
-        env = {**os.environ, "PYTHON": sys.executable, "TEACHER": "vllm", "TEACHER_PORT": str(port),
+        port_file = tmp_path / "port"
+        env = {**os.environ, "PYTHON": sys.executable, "TEACHER": "vllm", "TEACHER_PORT": "0",
                "TEACHER_ALLOWED_ROOT": str(media["root"]), "TEACHER_BASE_URL": base,
                "TEACHER_MODEL": "scripted-teacher", "TEACHER_UPSTREAM_KEY_FILE": str(key), "JUDGE_MODEL": "judge"}
         proc = subprocess.Popen(["bash", str(repo / "local_scripts" / "serve_teacher.sh"), "--log-level", "warning",
                                  "--max-frames", "8", "--video-min-pixels", str(56 * 56),
-                                 "--video-max-pixels", str(56 * 56)],
+                                 "--video-max-pixels", str(56 * 56), "--port-file", str(port_file)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_up(proc, f"{url}/health", 60, "teacher service")
+            url = f"http://127.0.0.1:{wait_for_port_file(proc, port_file, what='teacher service')}"
+            wait_until_up(proc, f"{url}/health", what="teacher service")
             assert requests.get(f"{url}/ready", timeout=15).json() == {"ready": True, "backend": "openai"}
             resp = requests.post(f"{url}/patch", json={"items": [make_item(media)]}, timeout=60)
         finally:

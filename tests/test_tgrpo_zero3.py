@@ -40,5 +40,5 @@ def test_image_and_video_batches_keep_ranks_in_step(tiny_qwen25_ckpt, synthetic_
 def test_uncoordinated_shuffled_round_is_caught(tiny_qwen25_ckpt, synthetic_dir, tmp_path):
     """Without the all-reduce and the dummy generate, the video rank's lone generate at step 2 must hang or fail."""
     res = launch_zero3(WORKER, [tiny_qwen25_ckpt, str(synthetic_dir / "train.jsonl"), str(tmp_path),
-                                "uncoordinated"], timeout_s=60)
+                                "uncoordinated"], timeout_s=300, settle_after=tmp_path / "diverging")
     assert_divergence_caught(res, tmp_path)

@@ -160,3 +160,29 @@ def test_a_bad_protocol_is_one_line_naming_it(tmp_path, module):
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--protocol" in proc.stderr and "missing key(s)" in proc.stderr
+
+
+def test_teacher_service_binds_its_own_port_and_waits_out_a_slow_ready(tmp_path, monkeypatch):
+    """The replication's teacher binds port 0 itself and reports it (``--port-file``): no port is
+    picked here and bound there, where another process could take it in between. A ``/ready``
+    probe that times out on a loaded machine means "not yet", not a crash (the old loop caught
+    only ConnectionError, so a ReadTimeout ended the replication)."""
+    import requests
+
+    from r1v.toy import replicate
+
+    real_get, calls = requests.get, []
+
+    def first_times_out(url, **kw):
+        calls.append(url)
+        if len(calls) == 1:
+            raise requests.ReadTimeout("read timed out (a loaded machine)")
+        return real_get(url, **kw)
+
+    monkeypatch.setattr(replicate.requests, "get", first_times_out)
+    log = tmp_path / "teacher.log"
+    with replicate.teacher_service(tmp_path, log) as url:
+        port = int((tmp_path / "teacher.log.port").read_text())
+        assert url == f"http://127.0.0.1:{port}"
+        assert real_get(f"{url}/ready", timeout=30).ok
+    assert len(calls) >= 2

@@ -2,15 +2,22 @@
 
 Shared by the GRPO and FFR ZeRO-3 tests. A job that outlives ``timeout_s`` has its whole
 process group killed, so a deadlock shows up as ``timed_out=True`` instead of hanging CI.
+
+A negative test (ranks made to diverge on purpose) passes ``settle_after=OUT/diverging``: the
+job then gets `timeout_s` to reach the divergence (the worker writes that file) and `settle_s`
+from then on to finish or fail, so how long start-up took on a loaded machine does not decide
+whether a hang is told from a slow start.
 """
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
+
+SETTLE_S = 30.0  # after the divergence, the steps left take seconds (a few more on a loaded machine)
 
 
 @dataclass
@@ -21,27 +28,32 @@ class LaunchResult:
     output: str
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch_zero3(script: str, args: list[str], timeout_s: float, nproc: int = 2) -> LaunchResult:
+def launch_zero3(script: str, args: list[str], timeout_s: float, nproc: int = 2, *,
+                 settle_after: Path | None = None, settle_s: float = SETTLE_S) -> LaunchResult:
     env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "LOCAL_SIZE": str(nproc),
-           "MASTER_ADDR": "127.0.0.1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-           "--master_addr", "127.0.0.1", "--master_port", str(free_port()), script, *args]
+           "TOKENIZERS_PARALLELISM": "false"}
+    # --standalone: the launcher's own TCP store binds port 0 and the workers rendezvous through it
+    # (torchrun shares that store), so no port is chosen here and bound there later: a port found
+    # free by binding and closing a socket could be taken by another process before torchrun binds it.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1",
+           "--nproc_per_node", str(nproc), script, *args]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout_s)
-        return LaunchResult(proc.returncode, False, time.monotonic() - start, out)
-    except subprocess.TimeoutExpired:
-        kill_tree(proc.pid)
-        out, _ = proc.communicate()
-        return LaunchResult(None, True, time.monotonic() - start, out)
+    limit, seen = start + timeout_s, False
+    while True:
+        if settle_after is not None and not seen and settle_after.exists():
+            limit, seen = time.monotonic() + settle_s, True
+        try:  # communicate() may be called again after a timeout without losing output
+            step = timeout_s if settle_after is None else 0.5
+            out, _ = proc.communicate(timeout=max(0.01, min(step, limit - time.monotonic())))
+            return LaunchResult(proc.returncode, False, time.monotonic() - start, out)
+        except subprocess.TimeoutExpired:
+            if time.monotonic() >= limit:
+                break
+    kill_tree(proc.pid)
+    out, _ = proc.communicate()
+    return LaunchResult(None, True, time.monotonic() - start, out)
 
 
 def kill_tree(pid: int) -> None:
@@ -62,13 +74,12 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(procs, timeout=10)
 
 
-def assert_divergence_caught(res: LaunchResult, out_dir, settle_s: float = 15.0) -> None:
+def assert_divergence_caught(res: LaunchResult, out_dir, settle_s: float = SETTLE_S) -> None:
     """The negative test of a coordination rule: the workers wrote ``out_dir/diverging`` when the
     ranks took different paths, and the job must then hang (killed at its timeout) or fail, never
     finish on both ranks. A timeout counts only if the job had `settle_s` after diverging to finish
-    (the remaining steps take seconds), so a slow start is not mistaken for a caught hang."""
-    from pathlib import Path
-
+    (the remaining steps take seconds), so a slow start is not mistaken for a caught hang; launched
+    with ``settle_after`` the job always had that time."""
     marker = Path(out_dir) / "diverging"
     assert marker.exists(), f"run never reached the divergence:\n{res.output[-3000:]}"
     assert res.timed_out or res.returncode != 0

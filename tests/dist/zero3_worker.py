@@ -2,7 +2,8 @@
 
 usage: zero3_worker.py CKPT DATA_JSONL OUT_DIR MODE [STEPS]
 MODE: 'train' (plain GRPO steps) or 'extra_generate' (rank 1 makes one uncoordinated extra
-generate call per step; the run must fail or hang - that proves a test can see a hang).
+generate call per step, after writing OUT_DIR/diverging; the run must fail or hang - that
+proves a test can see a hang).
 Each rank writes OUT_DIR/rank{r}.json with its per-step losses and parameter checksums.
 """
 import json
@@ -24,6 +25,9 @@ def digit_reward(completions, **_):
 class ExtraGenerateTrainer(Qwen2VLGRPOTrainer):
     def generate_completions(self, prompts):
         if self.accelerator.process_index == 1:
+            # The marker tells the test the divergence was reached (and when: see zero3_launch).
+            with open(os.path.join(self.args.output_dir, "diverging"), "w") as f:
+                f.write(str(self.state.global_step))
             self.run_dummy_generate()  # deliberately uncoordinated
         return super().generate_completions(prompts)
 

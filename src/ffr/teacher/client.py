@@ -37,7 +37,7 @@ import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import requests
 from pydantic import ValidationError
@@ -77,12 +77,14 @@ class CircuitBreaker:
     `failures` consecutive failed HTTP attempts open it; while open, `allow()`
     is False until `cooldown_s` has passed; then exactly one caller is let
     through as a probe: success closes the breaker, failure re-opens it.
-    ``failures=0`` disables the breaker.
+    ``failures=0`` disables the breaker. `clock` (``time.monotonic``) is the time source; a test
+    passes its own to step past the cooldown without sleeping.
     """
 
-    def __init__(self, failures: int, cooldown_s: float):
+    def __init__(self, failures: int, cooldown_s: float, clock: Callable[[], float] = time.monotonic):
         self.failures = failures
         self.cooldown_s = cooldown_s
+        self.clock = clock
         self.state = "closed"
         self._consecutive = 0
         self._opened_at = 0.0
@@ -93,7 +95,7 @@ class CircuitBreaker:
         with self._lock:
             if self.failures <= 0 or self.state == "closed":
                 return True
-            if self.state == "open" and time.monotonic() - self._opened_at >= self.cooldown_s:
+            if self.state == "open" and self.clock() - self._opened_at >= self.cooldown_s:
                 self.state = "half_open"
             if self.state == "half_open" and not self._probing:
                 self._probing = True
@@ -110,7 +112,7 @@ class CircuitBreaker:
             if self.failures > 0 and (self.state == "half_open" or self._consecutive >= self.failures):
                 if self.state != "open":
                     logger.warning("teacher circuit breaker opens after %d consecutive failures", self._consecutive)
-                self.state, self._opened_at = "open", time.monotonic()
+                self.state, self._opened_at = "open", self.clock()
 
 
 class _Metrics:

@@ -32,6 +32,7 @@ import hmac
 import json
 import logging
 import os
+import socket
 import time
 
 import uvicorn
@@ -206,7 +207,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--insecure-no-key", action="store_true",
                    help="allow a non-loopback --host without --api-key-file: anyone who reaches it can use the "
                         "teacher (and its upstream key's budget)")
-    p.add_argument("--port", type=int, default=8399)
+    p.add_argument("--port", type=int, default=8399, help="0: a free port the OS picks (see --port-file)")
+    p.add_argument("--port-file", default=None,
+                   help="once listening, write the bound port to this file (with --port 0 the only race-free way "
+                        "for a launcher to learn a free port: nothing else can take it between choice and bind)")
     p.add_argument("--allowed-root", required=True, help="only videos under this directory are served")
     p.add_argument("--api-key-file", default=None, help="file holding the bearer token clients must send")
     p.add_argument("--max-items", type=int, default=DEFAULT_MAX_ITEMS)
@@ -246,8 +250,31 @@ def main(argv: list[str] | None = None) -> None:
                      cache_size=args.cache_size, read_timeout_s=args.read_timeout_s, cache_file=args.cache_file,
                      judge=build_service_judge(args), regenerate_leaks=args.regenerate_leaks,
                      max_timestamps=args.max_timestamps)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level,
-                **server_settings(app, args.keep_alive_s, args.max_connections))
+    settings = server_settings(app, args.keep_alive_s, args.max_connections)
+    if args.port_file is None:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **settings)
+        return
+    sock = listening_socket(args.host, args.port)
+    write_port_file(args.port_file, sock.getsockname()[1])
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level,
+                                           **settings))
+    server.run(sockets=[sock])
+    if not server.started:
+        raise SystemExit(3)  # uvicorn.run's exit status for a failed start-up
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port) and listening; port 0 binds a port the OS picks."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=2048)  # uvicorn's default backlog
+
+
+def write_port_file(path: str, port: int) -> None:
+    """Write `port` to `path` atomically: a reader never sees an empty or partial file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(f"{port}\n")
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

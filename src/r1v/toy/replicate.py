@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -48,34 +47,37 @@ from r1v.toy.world import generate_split
 logger = logging.getLogger("r1v.toy.replicate")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
-def teacher_service(allowed_root: Path, log_path: Path, timeout_s: float = 60.0):
-    """The annotation-backed teacher service on loopback; yields its URL, stops it on exit."""
-    port = _free_port()
+def teacher_service(allowed_root: Path, log_path: Path, timeout_s: float = 180.0):
+    """The annotation-backed teacher service on loopback; yields its URL, stops it on exit.
+
+    The service binds a free port itself (``--port 0``) and writes it to a file once listening:
+    a port chosen here and bound there could be taken by another process in between.
+    `timeout_s` only bounds a hung start (an exit is reported at once); start-up takes seconds on
+    a quiet machine and much longer on a loaded one.
+    """
+    port_file = log_path.with_name(log_path.name + ".port")
+    port_file.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "ffr.teacher.service", "--backend", "annotation", "--host", "127.0.0.1",
-           "--port", str(port), "--allowed-root", str(allowed_root), "--log-level", "warning"]
+           "--port", "0", "--port-file", str(port_file), "--allowed-root", str(allowed_root), "--log-level", "warning"]
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout_s
+        url = None
         while True:
             if proc.poll() is not None:
                 raise RuntimeError(f"teacher service exited with {proc.returncode}; see {log_path}")
+            if url is None and port_file.is_file():  # written atomically once the socket listens
+                url = f"http://127.0.0.1:{int(port_file.read_text())}"
             try:
-                if requests.get(url + "/ready", timeout=1).ok:
+                if url is not None and requests.get(url + "/ready", timeout=1).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused while starting, or a read timeout on a loaded machine
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"teacher service not ready after {timeout_s:.0f} s; see {log_path}")
-            time.sleep(0.2)
+            time.sleep(0.2)  # polling a condition, not waiting a fixed time
         yield url
     finally:
         proc.terminate()
