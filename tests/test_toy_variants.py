@@ -103,3 +103,20 @@ def test_variants_carry_their_launch_scripts_flags():
 def test_a_method_without_its_service_is_refused_by_name(method, flag):
     with pytest.raises(ValueError, match=flag):
         _configs(method, Services())
+
+
+def test_a_method_worse_than_grpo_by_more_than_the_spread_is_beyond_it():
+    from r1v.toy.report import comparison
+
+    def entry(finals):
+        import statistics
+        return {"final": {"mean": statistics.fmean(finals), "std": statistics.stdev(finals)},
+                "gain": {"mean": statistics.fmean(finals) - 0.35}}
+
+    comp = comparison({"grpo": entry([0.43, 0.42, 0.41]), "majority": entry([0.37, 0.37, 0.37]),
+                       "replay": entry([0.41, 0.40, 0.497]), "ffr": entry([0.50, 0.51, 0.49])})
+    assert comp["positive_control"]["holds"]  # +7 points
+    assert comp["majority_minus_grpo"]["points"] == pytest.approx(-5.0)
+    assert comp["majority_minus_grpo"]["beyond_spread"]  # 5 points worse, seed std 1
+    assert not comp["replay_minus_grpo"]["beyond_spread"]
+    assert comp["ffr_minus_grpo"]["beyond_spread"]
