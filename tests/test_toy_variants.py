@@ -120,3 +120,15 @@ def test_a_method_worse_than_grpo_by_more_than_the_spread_is_beyond_it():
     assert comp["majority_minus_grpo"]["beyond_spread"]  # 5 points worse, seed std 1
     assert not comp["replay_minus_grpo"]["beyond_spread"]
     assert comp["ffr_minus_grpo"]["beyond_spread"]
+
+
+def test_replicate_overrides_seeds_and_methods_within_the_protocol(tmp_path):
+    from r1v.toy.replicate import pending_runs, with_overrides
+
+    protocol = with_overrides(load_protocol(V4), seeds=[0, 3], methods=["ffr", "grpo"])
+    assert protocol.rl.methods == ("grpo", "ffr") and protocol.rl.seeds == (0, 3)  # the protocol's order
+    (tmp_path / "grpo" / "seed0").mkdir(parents=True)
+    (tmp_path / "grpo" / "seed0" / "summary.json").write_text("{}")
+    assert pending_runs(protocol, tmp_path) == [("ffr", 0), ("grpo", 3), ("ffr", 3)]
+    with pytest.raises(ValueError, match="tgrpo"):
+        with_overrides(load_protocol(V4), methods=["tgrpo"])  # v4 fixed no settings for it

@@ -37,7 +37,7 @@ from tqdm import tqdm
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from r1v.toy.heldout import HeldOut
-from r1v.toy.protocol import load_protocol
+from r1v.toy.protocol import METHODS, load_protocol
 from r1v.toy.report import write_results
 from r1v.toy.runs import Services
 from r1v.toy.variants import serve_rule_judge, write_oracle_traces
@@ -124,6 +124,20 @@ def start_services(stack: contextlib.ExitStack, methods: set[str], protocol, war
     return services
 
 
+def with_overrides(protocol, seeds=None, methods=None):
+    """The protocol with ``--seeds`` / ``--methods`` applied; a method the protocol lacks is a ValueError
+    (its settings were not fixed for it)."""
+    rl = protocol.rl
+    if methods:
+        missing = sorted(set(methods) - set(rl.methods))
+        if missing:
+            raise ValueError(f"--methods: {missing} not in the protocol's methods {list(rl.methods)}")
+        rl = dataclasses.replace(rl, methods=tuple(m for m in rl.methods if m in methods))
+    if seeds:
+        rl = dataclasses.replace(rl, seeds=tuple(seeds))
+    return dataclasses.replace(protocol, rl=rl)
+
+
 def pending_runs(protocol, out: Path) -> list[tuple[str, int]]:
     """(method, seed) pairs without a finished run, seed-major so that early results cover every method."""
     return [(m, s) for s in protocol.rl.seeds for m in protocol.rl.methods
@@ -169,6 +183,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="Output folder (runs, results.json/.md/.png).")
     p.add_argument("--cache", default=".cache/toy", help="Where warm starts are cached by their settings hash.")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="Override the protocol's seeds (e.g. more).")
+    p.add_argument("--methods", nargs="+", default=None, choices=METHODS,
+                   help="Run (and report) only these of the protocol's methods, e.g. more seeds of two of them.")
     p.add_argument("--jobs", type=int, default=2, help="Runs at once (one thread each).")
     p.add_argument("--warm-student", default=None,
                    help="Start every run from this saved warm student (a checkpoint folder) instead of building "
@@ -179,8 +195,10 @@ def main(argv=None) -> int:
         protocol = load_protocol(a.protocol)
     except (OSError, ValueError) as exc:
         p.error(f"--protocol: {exc}")
-    if a.seeds:
-        protocol = dataclasses.replace(protocol, rl=dataclasses.replace(protocol.rl, seeds=tuple(a.seeds)))
+    try:
+        protocol = with_overrides(protocol, a.seeds, a.methods)
+    except ValueError as exc:
+        p.error(str(exc))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
