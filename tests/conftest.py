@@ -12,11 +12,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest
 import torch
 
-from serving import ADDRESS_IN_USE, free_port, wait_until_up
+from serving import ADDRESS_IN_USE, START_TIMEOUT_S, free_port, wait_until_up
 
 torch.set_num_threads(1)
-
-SERVE_START_TIMEOUT_S = 180
 
 
 def pytest_configure(config):
@@ -70,7 +68,7 @@ def served_model(tiny_qwen25_ckpt, tmp_path_factory):
                                     stdout=out, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}/v1"
         try:
-            wait_until_up(proc, f"{base}/models", SERVE_START_TIMEOUT_S, "transformers serve")
+            wait_until_up(proc, f"{base}/models", START_TIMEOUT_S, "transformers serve")
             break
         except RuntimeError as exc:
             text = log.read_text()

@@ -14,16 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import requests
+# The waits live in the package (the toy replication uses them too); re-exported for the tests.
+from ffr.teacher.launch import START_TIMEOUT_S, wait_for_port_file, wait_until_up  # noqa: F401
 
-# Seconds a subprocess server may take to import and bind on a loaded 2-core CI machine (a quiet
-# one takes 3-15 s; 20 s was exceeded under `stress-ng --cpu 4`).
-START_TIMEOUT_S = 180.0
 ADDRESS_IN_USE = "address already in use"
 
 
@@ -32,38 +27,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for_port_file(proc: subprocess.Popen, path: Path, timeout_s: float = START_TIMEOUT_S,
-                       what: str = "server") -> int:
-    """The port a server started with ``--port 0 --port-file path`` bound; RuntimeError if `proc`
-    exits or `timeout_s` passes before it writes the file (written atomically, once listening)."""
-    until = time.monotonic() + timeout_s
-    while True:
-        if path.is_file():
-            return int(path.read_text())
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode} before writing {path}")
-        if time.monotonic() > until:
-            raise RuntimeError(f"{what} did not write {path} within {timeout_s:.0f}s")
-        time.sleep(0.05)  # polling a condition, not waiting a fixed time
-
-
-def wait_until_up(proc: subprocess.Popen, url: str, timeout_s: float = START_TIMEOUT_S,
-                  what: str = "server") -> None:
-    """Poll ``GET url`` until it answers 2xx; RuntimeError if `proc` exits or `timeout_s` passes first."""
-    until = time.monotonic() + timeout_s
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode} before answering {url}")
-        try:
-            if requests.get(url, timeout=2).ok:
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > until:
-            raise RuntimeError(f"{what} did not answer {url} within {timeout_s:.0f}s")
-        time.sleep(0.2)  # polling a condition, not waiting a fixed time
 
 
 @contextlib.contextmanager

@@ -179,7 +179,7 @@ def test_teacher_service_binds_its_own_port_and_waits_out_a_slow_ready(tmp_path,
             raise requests.ReadTimeout("read timed out (a loaded machine)")
         return real_get(url, **kw)
 
-    monkeypatch.setattr(replicate.requests, "get", first_times_out)
+    monkeypatch.setattr(requests, "get", first_times_out)  # the module the readiness wait calls
     log = tmp_path / "teacher.log"
     with replicate.teacher_service(tmp_path, log) as url:
         port = int((tmp_path / "teacher.log.port").read_text())

@@ -28,14 +28,13 @@ import shutil
 import subprocess
 import sys
 import time
-import contextlib
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-import requests
 from tqdm import tqdm
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from ffr.teacher.launch import START_TIMEOUT_S, wait_for_port_file, wait_until_up
 from r1v.toy.heldout import HeldOut
 from r1v.toy.protocol import METHODS, load_protocol
 from r1v.toy.report import write_results
@@ -48,7 +47,7 @@ logger = logging.getLogger("r1v.toy.replicate")
 
 
 @contextmanager
-def teacher_service(allowed_root: Path, log_path: Path, timeout_s: float = 180.0):
+def teacher_service(allowed_root: Path, log_path: Path, timeout_s: float = START_TIMEOUT_S):
     """The annotation-backed teacher service on loopback; yields its URL, stops it on exit.
 
     The service binds a free port itself (``--port 0``) and writes it to a file once listening:
@@ -63,21 +62,9 @@ def teacher_service(allowed_root: Path, log_path: Path, timeout_s: float = 180.0
     with open(log_path, "w", encoding="utf-8") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + timeout_s
-        url = None
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"teacher service exited with {proc.returncode}; see {log_path}")
-            if url is None and port_file.is_file():  # written atomically once the socket listens
-                url = f"http://127.0.0.1:{int(port_file.read_text())}"
-            try:
-                if url is not None and requests.get(url + "/ready", timeout=1).ok:
-                    break
-            except requests.RequestException:  # refused while starting, or a read timeout on a loaded machine
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"teacher service not ready after {timeout_s:.0f} s; see {log_path}")
-            time.sleep(0.2)  # polling a condition, not waiting a fixed time
+        port = wait_for_port_file(proc, port_file, timeout_s, what=f"teacher service (see {log_path})")
+        url = f"http://127.0.0.1:{port}"
+        wait_until_up(proc, url + "/ready", timeout_s, what=f"teacher service (see {log_path})")
         yield url
     finally:
         proc.terminate()
@@ -111,7 +98,7 @@ def use_warm_student(protocol, student: Path, cache_root: str | Path) -> Path:
     return final
 
 
-def start_services(stack: contextlib.ExitStack, methods: set[str], protocol, warm: Path, out: Path) -> Services:
+def start_services(stack: ExitStack, methods: set[str], protocol, warm: Path, out: Path) -> Services:
     """What the methods need outside their run's process, kept alive by ``stack``."""
     services = Services()
     if "ffr" in methods:
@@ -207,7 +194,7 @@ def main(argv=None) -> int:
     todo = pending_runs(protocol, out)
     logger.info("%d run(s) to do, %d finished", len(todo), len(protocol.rl.seeds) * len(protocol.rl.methods) - len(todo))
     if todo:
-        with contextlib.ExitStack() as stack:
+        with ExitStack() as stack:
             services = start_services(stack, {m for m, _ in todo}, protocol, warm, out)
             run_all(Path(a.protocol), warm, out, todo, a.jobs, services)
     paths = write_results(protocol, warm, out, wall_s=time.perf_counter() - start)
