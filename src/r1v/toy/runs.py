@@ -39,13 +39,12 @@ DIAGNOSTICS = {
     "majority": ("rewards/majority_label_acc", "rewards/majority_vote_share", "rewards/majority_no_label"),
     "judge": ("rewards/judge", "rewards/judge_failed", "judge/requests"),
 }
-# Each Fig. 5 variant runs with its launch script's own flags (local_scripts/train_<variant>.sh)
-# in place of the shared ones they name: LUFFY's script turns the KL term off; majority vote and
-# the judge replace the accuracy reward.
+# Each Fig. 5 variant runs with its launch script's settings (local_scripts/train_<variant>.sh). Where
+# those are its config's defaults (RePO's FIFO and strategy, LUFFY's one trace) nothing is restated;
+# these are the flags that replace shared ones: LUFFY's script turns the KL term off, majority vote
+# and the judge replace the accuracy reward.
 VARIANT_FLAGS = {
-    "luffy": {"--luffy_num_traces": ["1"], "--beta": ["0.0"]},
-    "replay": {"--replay_strategy": ["highest_k"], "--replay_k": ["8"], "--replay_min_cache": ["16"],
-               "--replay_max_cache": ["16"], "--replay_adv_norm": ["split"], "--replay_coef": ["1.0"]},
+    "luffy": {"--beta": ["0.0"]},
     "majority": {"--reward_funcs": ["majority_vote", "format"]},
     "judge": {"--reward_funcs": ["judge", "format"], "--judge_model": [JUDGE_MODEL], "--judge_backoff_s": ["0.1"]},
 }
